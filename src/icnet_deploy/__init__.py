@@ -1,0 +1,19 @@
+"""icnet-deploy: ICNet from a PyTorch checkpoint to verified FP16/INT8 engines.
+
+The library API the CLI is a thin layer over::
+
+    model = icnet_deploy.load_model()            # shipped checkpoint, eval mode
+    x = icnet_deploy.preprocess(image)           # uint8 H×W×3 RGB -> float32 1×3×H×W
+    labels = model(torch.from_numpy(x)).argmax(1)
+    rgb = icnet_deploy.colorize(labels[0].numpy())
+"""
+
+from .data.labels import colorize
+from .data.transforms import preprocess
+from .model.config import CONFIGS, ICNetConfig, get_config
+from .model.icnet import ICNet
+from .model.weights import load_model, save_checkpoint
+
+__version__ = "0.1.0"
+
+__all__ = ["ICNet", "ICNetConfig", "CONFIGS", "get_config", "load_model", "save_checkpoint", "preprocess", "colorize", "__version__"]

@@ -1,0 +1,163 @@
+"""Weight files: safetensors with the model config and provenance in their metadata.
+
+Never unpickles: ``.safetensors`` is the native format; a ``.pth``/``.pt`` state dict is
+read only through ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from ..errors import ModelError
+from ..fileio import atomic_path
+from ..hashing import sha256_file
+from .config import ICNetConfig, get_config
+from .icnet import ICNet
+
+__all__ = [
+    "SHIPPED_CHECKPOINT_NAME",
+    "shipped_checkpoint",
+    "save_checkpoint",
+    "read_checkpoint",
+    "load_model",
+    "CheckpointInfo",
+]
+
+SHIPPED_CHECKPOINT_NAME = "icnet_r50_half_synthetic.safetensors"
+_CONFIG_KEY = "icnet_deploy.config"
+_PROVENANCE_KEY = "icnet_deploy.provenance"
+
+
+def _project_root() -> Path:
+    # src/icnet_deploy/model/weights.py -> the repository root (editable installs and clones).
+    return Path(__file__).resolve().parents[3]
+
+
+def models_dir() -> Path:
+    """Where shipped checkpoints live: $ICNET_DEPLOY_MODELS, else the repository's models/."""
+    env = os.environ.get("ICNET_DEPLOY_MODELS")
+    return Path(env) if env else _project_root() / "models"
+
+
+def shipped_checkpoint() -> Path | None:
+    """The shipped trained checkpoint, or None when this checkout has none."""
+    path = models_dir() / SHIPPED_CHECKPOINT_NAME
+    return path if path.is_file() else None
+
+
+class CheckpointInfo(dict):
+    """What a checkpoint says about itself: config, provenance, file sha256."""
+
+    @property
+    def config(self) -> ICNetConfig:
+        return self["config"]
+
+
+def save_checkpoint(model: ICNet, path: str | Path, provenance: dict[str, Any] | None = None, half: bool = False) -> None:
+    """Write ``model``'s weights (fp32, or fp16 storage with ``half``) atomically."""
+    state = {k: (v.half() if half and v.is_floating_point() else v).detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    metadata = {_CONFIG_KEY: model.config.to_json(), _PROVENANCE_KEY: json.dumps(provenance or {}, sort_keys=True)}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=metadata)
+
+
+def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    if not path.is_file():
+        raise ModelError(f"{path}: checkpoint not found")
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                metadata = handle.metadata() or {}
+            return load_file(str(path)), metadata
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ModelError(f"{path}: not a readable safetensors file (truncated or corrupt?): {exc}") from None
+    if suffix in (".pth", ".pt"):
+        try:
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as exc:  # weights_only refuses pickled code: say so, never fall back
+            raise ModelError(f"{path}: cannot load as a plain state dict (weights_only=True): {exc}".splitlines()[0]) from None
+        if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+            obj = obj["state_dict"]
+        if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+            raise ModelError(f"{path}: does not hold a state dict of tensors")
+        return obj, {}
+    raise ModelError(f"{path}: unknown checkpoint format {suffix!r} (use .safetensors, or .pth with a state dict)")
+
+
+def read_checkpoint(path: str | Path, config: ICNetConfig | None = None) -> tuple[dict[str, torch.Tensor], CheckpointInfo]:
+    """State dict and info of a weight file; the config comes from its metadata unless given."""
+    path = Path(path)
+    state, metadata = _read_state(path)
+    if config is None:
+        if _CONFIG_KEY in metadata:
+            config = ICNetConfig.from_json(metadata[_CONFIG_KEY])
+        else:
+            config = get_config("icnet_r50_half")
+            classes = state.get("classifier.weight")
+            if classes is not None:
+                config = config.with_classes(int(classes.shape[0]))
+    try:
+        provenance = json.loads(metadata.get(_PROVENANCE_KEY, "{}"))
+    except json.JSONDecodeError:
+        provenance = {}
+    info = CheckpointInfo(config=config, provenance=provenance, path=str(path), sha256=sha256_file(path))
+    return state, info
+
+
+def _load_into(model: ICNet, state: dict[str, torch.Tensor], path: Path) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise ModelError(
+            f"{path}: weights do not match config {model.config.name!r} "
+            f"({len(missing)} missing, {len(unexpected)} unexpected keys; {detail})"
+        )
+    for key, tensor in state.items():
+        want = expected[key].shape
+        if tensor.shape != want:
+            if key == "classifier.weight":
+                raise ModelError(
+                    f"{path}: checkpoint has {tensor.shape[0]} classes but the config expects {want[0]}"
+                )
+            raise ModelError(f"{path}: {key} has shape {tuple(tensor.shape)}, config expects {tuple(want)}")
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+
+
+def load_model(
+    checkpoint: str | Path | None = None, config: ICNetConfig | str | None = None
+) -> ICNet:
+    """ICNet in eval mode.
+
+    ``checkpoint=None`` loads the shipped trained checkpoint; if this checkout has none, the
+    model gets fresh random weights and a warning says so. ``config`` (a name or an
+    ``ICNetConfig``) overrides the config stored in the file; a mismatch raises ``ModelError``.
+    """
+    if isinstance(config, str):
+        config = get_config(config)
+    if checkpoint is None:
+        checkpoint = shipped_checkpoint()
+        if checkpoint is None:
+            warnings.warn("no shipped checkpoint found: using fresh random weights", stacklevel=2)
+            model = ICNet(config or get_config("icnet_r50_half"))
+            model.checkpoint_info = CheckpointInfo(config=model.config, provenance={"weights": "random"}, path=None, sha256=None)
+            return model.eval()
+    state, info = read_checkpoint(checkpoint, config)
+    if config is not None and "classifier.weight" in state and state["classifier.weight"].shape[0] != config.num_classes:
+        raise ModelError(
+            f"{checkpoint}: checkpoint has {state['classifier.weight'].shape[0]} classes but the config expects {config.num_classes}"
+        )
+    model = ICNet(info.config)
+    _load_into(model, state, Path(checkpoint))
+    model.checkpoint_info = info
+    return model.eval()

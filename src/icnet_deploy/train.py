@@ -1,0 +1,243 @@
+"""Training with cascade label guidance, for the shipped checkpoint and for fine-tuning.
+
+Designed for a small CPU machine: the whole dataset is decoded once into memory, crops keep
+the object scale of full-resolution inference (random scale around 1.0), and half of the
+crops are centred on a pixel of a rare class (poles, signs, persons, bicycles…) so the thin
+classes are seen often enough. AdamW with warm-up and poly decay; checkpoints and the resume
+state are written atomically; ``resume=True`` continues exactly where a run stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .data.folders import CityscapesDataset
+from .data.labels import CLASS_NAMES, IGNORE_ID, NUM_CLASSES
+from .data.transforms import preprocess_batch
+from .errors import DataError
+from .fileio import atomic_path, atomic_write_text
+from .model.config import get_config
+from .model.icnet import ICNet
+from .model.losses import cascade_label_guidance_loss
+from .model.weights import read_checkpoint, save_checkpoint
+
+__all__ = ["TrainConfig", "train"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: str  # Cityscapes-layout root with leftImg8bit/train (and val)
+    out: str  # checkpoint path (.safetensors); the resume state sits beside it
+    config: str = "icnet_r50_half"
+    iters: int = 6000
+    batch: int = 8
+    crop: tuple[int, int] = (256, 512)  # (height, width) of a training crop
+    scale: tuple[float, float] = (0.6, 1.4)  # random rescale of the scene before cropping
+    rare_crop_prob: float = 0.5  # share of crops centred on a rare-class pixel
+    lr: float = 2e-3  # AdamW peak learning rate
+    weight_decay: float = 1e-4
+    warmup: int = 150
+    poly_power: float = 0.9
+    val_every: int = 500
+    val_images: int = 4  # full-resolution validation scenes per evaluation
+    seed: int = 0
+    threads: int = 0  # torch threads; 0 = torch's default
+    init: str | None = None  # start from these weights (fine-tuning)
+
+
+# Classes that occupy few pixels: crops centred on them make the network see them often.
+RARE_CLASSES = tuple(CLASS_NAMES.index(n) for n in ("pole", "traffic light", "traffic sign", "person", "rider", "motorcycle", "bicycle", "fence", "wall", "truck", "bus", "train", "terrain"))
+
+
+class _CropSampler:
+    """Random scale/crop/flip/colour-jitter batches from scenes held in memory."""
+
+    def __init__(self, images: list[np.ndarray], labels: list[np.ndarray], cfg: TrainConfig, rng: np.random.Generator) -> None:
+        self.images, self.labels, self.cfg, self.rng = images, labels, cfg, rng
+        # Sub-sampled pixel coordinates of every rare class, per scene.
+        self.rare: list[dict[int, np.ndarray]] = []
+        for lab in labels:
+            found = {}
+            small = lab[::4, ::4]
+            for c in RARE_CLASSES:
+                ys, xs = np.nonzero(small == c)
+                if len(ys):
+                    found[c] = np.stack([ys * 4, xs * 4], 1)
+            self.rare.append(found)
+
+    def _one(self) -> tuple[np.ndarray, np.ndarray]:
+        cfg, rng = self.cfg, self.rng
+        i = int(rng.integers(len(self.images)))
+        image, label = self.images[i], self.labels[i]
+        ch, cw = cfg.crop
+        s = float(math.exp(rng.uniform(math.log(cfg.scale[0]), math.log(cfg.scale[1]))))
+        # Region of the original scene that maps onto the crop at scale s.
+        rh, rw = min(image.shape[0], round(ch / s)), min(image.shape[1], round(cw / s))
+        centre = None
+        if self.rare[i] and rng.random() < cfg.rare_crop_prob:
+            c = list(self.rare[i])[int(rng.integers(len(self.rare[i])))]
+            pts = self.rare[i][c]
+            centre = pts[int(rng.integers(len(pts)))]
+        if centre is None:
+            y0 = int(rng.integers(0, image.shape[0] - rh + 1))
+            x0 = int(rng.integers(0, image.shape[1] - rw + 1))
+        else:
+            y0 = int(np.clip(centre[0] - rh // 2 + rng.integers(-rh // 4, rh // 4 + 1), 0, image.shape[0] - rh))
+            x0 = int(np.clip(centre[1] - rw // 2 + rng.integers(-rw // 4, rw // 4 + 1), 0, image.shape[1] - rw))
+        img = Image.fromarray(image[y0 : y0 + rh, x0 : x0 + rw]).resize((cw, ch), Image.BILINEAR)
+        lab = Image.fromarray(label[y0 : y0 + rh, x0 : x0 + rw]).resize((cw, ch), Image.NEAREST)
+        img_a, lab_a = np.asarray(img).astype(np.float32), np.asarray(lab)
+        if rng.random() < 0.5:
+            img_a, lab_a = img_a[:, ::-1], lab_a[:, ::-1]
+        # Colour jitter: brightness, contrast, per-channel gain; then mild noise.
+        img_a = img_a * rng.uniform(0.75, 1.25) * rng.uniform(0.92, 1.08, size=3)
+        mean = img_a.mean()
+        img_a = (img_a - mean) * rng.uniform(0.75, 1.25) + mean
+        img_a = img_a + rng.normal(0, rng.uniform(0, 6), size=img_a.shape)
+        return np.clip(img_a, 0, 255).astype(np.uint8), np.ascontiguousarray(lab_a)
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        pairs = [self._one() for _ in range(self.cfg.batch)]
+        x = torch.from_numpy(preprocess_batch([p[0] for p in pairs]))
+        y = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64))
+        return x, y
+
+
+def _load_split(root: Path, split: str, limit: int | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    dataset = CityscapesDataset(root, split)
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    pairs = [dataset[i] for i in range(n)]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def _class_weights(labels: list[np.ndarray]) -> torch.Tensor:
+    """Square-root inverse frequency (median-normalised, clipped to 0.5..4)."""
+    counts = np.zeros(NUM_CLASSES, dtype=np.float64)
+    for lab in labels:
+        ids = lab[::4, ::4].reshape(-1)
+        ids = ids[ids != IGNORE_ID]
+        counts += np.bincount(ids, minlength=NUM_CLASSES)[:NUM_CLASSES]
+    freq = counts / max(counts.sum(), 1)
+    present = freq > 0
+    median = np.median(freq[present]) if present.any() else 1.0
+    weights = np.where(present, np.sqrt(median / np.maximum(freq, 1e-12)), 1.0)
+    return torch.tensor(np.clip(weights, 0.5, 4.0), dtype=torch.float32)
+
+
+def evaluate_model(model: ICNet, images: list[np.ndarray], labels: list[np.ndarray]) -> dict:
+    """mIoU of ``model`` at full resolution on in-memory scenes (eval mode, restored after)."""
+    from .evaluate import evaluate_predictions
+
+    was_training = model.training
+    model.eval()
+    mean, std = model.config.mean, model.config.std
+
+    def predict(image: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            x = torch.from_numpy(preprocess_batch([image], mean, std)).contiguous(memory_format=torch.channels_last)
+            return model(x).argmax(1)[0].numpy().astype(np.uint8)
+
+    scores = evaluate_predictions(predict, zip(images, labels))
+    model.train(was_training)
+    return scores.to_dict()
+
+
+def _poly_lr(cfg: TrainConfig, it: int) -> float:
+    if it < cfg.warmup:
+        return cfg.lr * (it + 1) / cfg.warmup
+    return cfg.lr * (1 - (it - cfg.warmup) / max(1, cfg.iters - cfg.warmup)) ** cfg.poly_power
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[int, dict], None] | None = None) -> dict:
+    """Train; returns the final summary (iterations, time, last validation scores).
+
+    ``progress(iteration, stats)`` is called after every step (the CLI drives a bar with it).
+    """
+    out = Path(cfg.out)
+    state_path = out.with_suffix(".state.pt")
+    log_path = out.with_suffix(".log.jsonl")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+
+    train_images, train_labels = _load_split(Path(cfg.data), "train")
+    try:
+        val_images, val_labels = _load_split(Path(cfg.data), "val", cfg.val_images)
+    except DataError:
+        val_images, val_labels = [], []
+
+    model = ICNet(get_config(cfg.config))
+    if cfg.init:
+        state, _ = read_checkpoint(cfg.init, model.config)
+        model.load_state_dict(state)
+    model = model.to(memory_format=torch.channels_last).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    class_weights = _class_weights(train_labels)
+    start, elapsed, history = 0, 0.0, []
+    if resume and state_path.is_file():
+        saved = torch.load(state_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        start, elapsed = int(saved["iteration"]), float(saved["elapsed"])
+        rng = np.random.default_rng([cfg.seed, start])  # fresh, reproducible stream after resume
+        torch.manual_seed(cfg.seed + start)
+        history = json.loads(saved["history"])
+    sampler = _CropSampler(train_images, train_labels, cfg, rng)
+
+    batches: queue.Queue = queue.Queue(maxsize=3)
+
+    def produce() -> None:  # crop/jitter on a thread while torch computes
+        for _ in range(start, cfg.iters):
+            batches.put(sampler.batch())
+
+    threading.Thread(target=produce, daemon=True).start()
+
+    def provenance() -> dict:
+        return {"train_config": asdict(cfg), "iterations": it + 1, "train_seconds": round(elapsed), "history": history[-1:] }
+
+    def save(final: bool = False) -> None:
+        save_checkpoint(model, out, provenance())
+        with atomic_path(state_path) as tmp:
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "iteration": it + 1,
+                        "elapsed": elapsed, "history": json.dumps(history)}, tmp)
+
+    it = start - 1
+    loss_avg = None
+    for it in range(start, cfg.iters):
+        t0 = time.perf_counter()
+        x, y = batches.get()
+        for group in optimizer.param_groups:
+            group["lr"] = _poly_lr(cfg, it)
+        x = x.contiguous(memory_format=torch.channels_last)
+        loss = cascade_label_guidance_loss(model(x), y, class_weights=class_weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        elapsed += time.perf_counter() - t0
+        loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
+        stats = {"loss": loss_avg, "lr": optimizer.param_groups[0]["lr"], "sec_per_iter": time.perf_counter() - t0}
+        last = it + 1 == cfg.iters
+        if val_images and ((it + 1) % cfg.val_every == 0 or last):
+            scores = evaluate_model(model, val_images, val_labels)
+            history.append({"iteration": it + 1, "loss": round(loss_avg, 4), "val_miou": round(scores["miou"], 2),
+                            "train_seconds": round(elapsed)})
+            stats["val_miou"] = scores["miou"]
+            with open(log_path, "a") as log:
+                log.write(json.dumps(history[-1]) + "\n")
+        if (it + 1) % 100 == 0 or last:
+            save()
+        if progress:
+            progress(it + 1, stats)
+    return {"iterations": cfg.iters, "train_seconds": round(elapsed), "history": history, "checkpoint": str(out)}
