@@ -1,0 +1,127 @@
+"""One Runner lifecycle for every backend (after Polygraphy's ``backend/base/runner.py``).
+
+The public methods — ``activate``/``infer``/``deactivate``, the context manager and
+``describe`` — live here once: state guards, input validation against the size rule, timing.
+A backend overrides only the small ``_activate_impl``/``_infer_impl``/``_deactivate_impl``
+hooks and imports its framework lazily inside them.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+from ..errors import IcnetDeployError
+
+__all__ = ["Runner", "SizeRule", "check_input"]
+
+MIN_SIZE = 64
+
+
+class SizeRule(dict):
+    """{"min": 64, "multiple_of": 1, "dynamic": bool} plus the static (height, width) if any."""
+
+
+def check_input(batch: Any, *, height: int | None, width: int | None, batch_size: int | None,
+                size_rule: dict | None = None, what: str = "input") -> np.ndarray:
+    """Validate an N×3×H×W float32 batch against an artifact's shape and size rule."""
+    if not isinstance(batch, np.ndarray):
+        raise IcnetDeployError(f"{what}: expected a numpy array, got {type(batch).__name__}")
+    if batch.ndim != 4 or batch.shape[1] != 3:
+        raise IcnetDeployError(f"{what}: expected an N×3×H×W batch, got shape {batch.shape}")
+    if batch.dtype != np.float32:
+        raise IcnetDeployError(f"{what}: expected float32, got {batch.dtype} (use icnet_deploy.preprocess)")
+    n, _, h, w = batch.shape
+    if batch_size is not None and n != batch_size:
+        raise IcnetDeployError(f"{what}: this engine takes batch {batch_size}, got {n}")
+    if height is not None and (h, w) != (height, width):
+        raise IcnetDeployError(f"{what}: this engine takes {height}×{width} inputs, got {h}×{w} (resize first)")
+    rule = size_rule or {}
+    smallest = int(rule.get("min", MIN_SIZE))
+    if h < smallest or w < smallest:
+        raise IcnetDeployError(f"{what}: {h}×{w} is below the minimum size {smallest}×{smallest}")
+    multiple = int(rule.get("multiple_of", 1))
+    if multiple > 1 and (h % multiple or w % multiple):
+        raise IcnetDeployError(f"{what}: {h}×{w} is not a multiple of {multiple}, which this engine requires")
+    return np.ascontiguousarray(batch)
+
+
+class Runner(ABC):
+    """Base runner: ``with runner: out = runner.infer(batch)``.
+
+    ``infer`` takes float32 N×3×H×W (the output of ``preprocess``) and returns numpy: logits
+    N×C×H×W float32, or labels N×H×W integers for artifacts exported with ``--outputs labels``
+    (see ``output_kind``).
+    """
+
+    backend: str = "base"
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name or self.backend
+        self.is_active = False
+        self.last_inference_ms: float | None = None
+        # Shape contract; subclasses set these from their manifest or model.
+        self.input_height: int | None = None
+        self.input_width: int | None = None
+        self.batch_size: int | None = None
+        self.size_rule: dict = {"min": MIN_SIZE, "multiple_of": 1, "dynamic": True}
+        self.output_kind: str = "logits"
+        self.num_classes: int = 19
+        self.mean: tuple[float, float, float] | None = None
+        self.std: tuple[float, float, float] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def activate(self) -> "Runner":
+        if self.is_active:
+            raise IcnetDeployError(f"{self.name}: runner is already active")
+        self._activate_impl()
+        self.is_active = True
+        return self
+
+    def deactivate(self) -> None:
+        if self.is_active:
+            self._deactivate_impl()
+            self.is_active = False
+
+    def __enter__(self) -> "Runner":
+        return self.activate()
+
+    def __exit__(self, *exc: object) -> None:
+        self.deactivate()
+
+    # -- inference -------------------------------------------------------------------------
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        if not self.is_active:
+            raise IcnetDeployError(f"{self.name}: runner is not active (use `with runner:` or activate())")
+        batch = check_input(batch, height=self.input_height, width=self.input_width,
+                            batch_size=self.batch_size, size_rule=self.size_rule, what=self.name)
+        start = time.perf_counter()
+        out = self._infer_impl(batch)
+        self.last_inference_ms = (time.perf_counter() - start) * 1e3
+        return out
+
+    def predict_labels(self, batch: np.ndarray) -> np.ndarray:
+        """N×H×W uint8 train ids, whichever kind of output the artifact has."""
+        out = self.infer(batch)
+        labels = out.argmax(1) if self.output_kind == "logits" else out
+        return labels.astype(np.uint8)
+
+    def describe(self) -> dict[str, Any]:
+        """What runs: backend, device, precision, provider — for tables and reports."""
+        return {"name": self.name, "backend": self.backend, **self._describe_impl()}
+
+    # -- hooks -----------------------------------------------------------------------------
+    def _activate_impl(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+    @abstractmethod
+    def _infer_impl(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def _deactivate_impl(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+    def _describe_impl(self) -> dict[str, Any]:
+        return {}
