@@ -1,0 +1,77 @@
+"""Procedural scenes: deterministic, valid labels, enough classes, Cityscapes layout on disk."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from icnet_deploy.data.labels import IGNORE_ID, NUM_CLASSES, label_ids_to_train_ids
+from icnet_deploy.data.synthetic import generate_scene, write_dataset
+
+VALID = set(range(NUM_CLASSES)) | {IGNORE_ID}
+
+
+def test_same_seed_same_scene_other_seed_other_scene():
+    a_img, a_lab = generate_scene(7, 128, 256)
+    b_img, b_lab = generate_scene(7, 128, 256)
+    c_img, c_lab = generate_scene(8, 128, 256)
+    assert np.array_equal(a_img, b_img) and np.array_equal(a_lab, b_lab)
+    assert not np.array_equal(a_img, c_img) and not np.array_equal(a_lab, c_lab)
+
+
+@pytest.mark.parametrize("size", [(128, 256), (64, 64), (96, 300)])
+def test_shapes_dtypes_and_label_values(size):
+    for seed in range(4):
+        img, lab = generate_scene(seed, *size)
+        assert img.shape == (*size, 3) and img.dtype == np.uint8
+        assert lab.shape == size and lab.dtype == np.uint8
+        assert set(np.unique(lab).tolist()) <= VALID
+
+
+def test_too_small_is_refused():
+    with pytest.raises(ValueError):
+        generate_scene(0, 32, 64)
+
+
+def test_class_coverage_and_common_classes():
+    counts = np.zeros(256, np.int64)
+    per_scene = []
+    for seed in range(20):
+        _, lab = generate_scene(100 + seed, 256, 512)
+        c = np.bincount(lab.ravel(), minlength=256)
+        counts += c
+        per_scene.append(c[:NUM_CLASSES] > 0)
+    present = np.flatnonzero(counts[:NUM_CLASSES])
+    assert len(present) >= 15, f"only classes {present.tolist()} appear"
+    common = np.mean(per_scene, axis=0)
+    for cls in (0, 1, 2, 5, 8, 13):  # road, sidewalk, building, pole, vegetation, car: in most scenes
+        assert common[cls] >= 0.7, (cls, common[cls])
+    assert (counts[0] / counts.sum()) > 0.15  # road is the largest surface, as in Cityscapes
+
+
+def test_image_varies_inside_regions_but_labels_are_flat():
+    """Texture and noise are on the image only: labels stay exact class ids, images are not flat."""
+    img, lab = generate_scene(3, 256, 512)
+    road = lab == 0
+    assert road.sum() > 1000
+    assert img[road].std() > 2.0
+
+
+def test_write_dataset_layout_and_label_files_agree(tmp_path):
+    calls = []
+    paths = write_dataset(tmp_path, 2, 41, size=(64, 128), split="val", city="synth", progress=calls.append)
+    assert calls == [1, 1]
+    assert [p.name for p in paths] == ["synth_000000_000041_leftImg8bit.png", "synth_000000_000042_leftImg8bit.png"]
+    for p, seed in zip(paths, (41, 42)):
+        assert p.parent == tmp_path / "leftImg8bit" / "val" / "synth"
+        gt = tmp_path / "gtFine" / "val" / "synth"
+        stem = f"synth_000000_{seed:06d}"
+        train = np.asarray(Image.open(gt / f"{stem}_gtFine_labelTrainIds.png"))
+        ids = np.asarray(Image.open(gt / f"{stem}_gtFine_labelIds.png"))
+        img = np.asarray(Image.open(p))
+        exp_img, exp_lab = generate_scene(seed, 64, 128)
+        assert np.array_equal(img, exp_img) and np.array_equal(train, exp_lab)
+        assert np.array_equal(label_ids_to_train_ids(ids), train)
+    leftovers = [q for q in tmp_path.rglob("*") if q.is_file() and not q.name.endswith(".png")]
+    assert leftovers == []  # atomic writes leave no temp files
