@@ -25,7 +25,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageFilter
 from ..fileio import atomic_path
 from .labels import CLASSES, IGNORE_ID, train_ids_to_label_ids
 
-__all__ = ["generate_scene", "write_dataset"]
+__all__ = ["generate_scene", "write_dataset", "write_images"]
 
 _T = {c.name: c.train_id for c in CLASSES}
 ROAD, SIDEWALK, BUILDING, WALL, FENCE = _T["road"], _T["sidewalk"], _T["building"], _T["wall"], _T["fence"]
@@ -1585,3 +1585,24 @@ def write_dataset(out: Path, count: int, seed: int, size: tuple[int, int] = (102
             progress(1)
     return paths
 
+
+
+def write_images(out: Path, count: int, seed: int, size: tuple[int, int] = (1024, 2048), quality: int = 95,
+                 progress: Callable[[int], None] | None = None) -> list[Path]:
+    """Write ``count`` scenes as plain JPEGs ``out/scene_<seed>.jpg`` (no labels): calibration sets.
+
+    JPEG (not PNG) so that a calibration set of 32–64 full-size scenes stays small enough to ship,
+    and so calibration sees the compression artefacts real camera images have.
+    """
+    out = Path(out)
+    paths = []
+    for i in range(count):
+        s = seed + i
+        image, _ = generate_scene(s, *size)
+        path = out / f"scene_{s:06d}.jpg"
+        with atomic_path(path) as tmp:
+            Image.fromarray(image).save(tmp, format="JPEG", quality=quality, subsampling=0)
+        paths.append(path)
+        if progress is not None:
+            progress(1)
+    return paths
