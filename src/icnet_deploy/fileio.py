@@ -12,6 +12,11 @@ from .errors import IcnetDeployError
 
 __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text"]
 
+# mkstemp creates files 0600; artifacts should get the usual permissions (0666 minus umask).
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
@@ -26,6 +31,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, _FILE_MODE)
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)
