@@ -16,6 +16,7 @@ from typing import Callable, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import IcnetDeployError, ParityError
@@ -49,10 +50,10 @@ def _cli_errors(func: Callable) -> Callable:
         try:
             return func(*args, **kwargs)
         except ParityError as exc:
-            console.print(f"[bold red]check failed:[/] {exc}")
+            console.print(f"[bold red]check failed:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
-        except IcnetDeployError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        except IcnetDeployError as exc:  # one line: no wrapping at the terminal width, no markup in messages
+            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             console.print("[red]interrupted[/]")
@@ -145,17 +146,24 @@ def synth(
     seed: int = typer.Option(0, help="Seed of the first scene; scene i uses seed+i."),
     size: str = typer.Option("1024x2048", help="Scene size HxW."),
     split: str = typer.Option("val", help="Split folder name (train, val, test)."),
+    images_only: bool = typer.Option(False, "--images-only", help="Write plain JPEGs without labels (calibration sets)."),
+    quality: int = typer.Option(95, min=50, max=100, help="JPEG quality with --images-only."),
 ) -> None:
     """Generate procedural street scenes with pixel-exact Cityscapes labels.
 
     Example: `icnet-deploy synth --out data/val --count 12 --seed 900000`
+    (calibration images: `icnet-deploy synth --out calib --count 32 --seed 700000 --images-only`)
     """
-    from .data.synthetic import write_dataset
+    from .data.synthetic import write_dataset, write_images
 
     h, w = parse_size(size)
     with _progress() as bar:
         task = bar.add_task("synth", total=count, status="")
-        paths = write_dataset(out, count, seed, (h, w), split=split, progress=lambda n: bar.advance(task, n))
+        advance = lambda n: bar.advance(task, n)  # noqa: E731
+        if images_only:
+            paths = write_images(out, count, seed, (h, w), quality=quality, progress=advance)
+        else:
+            paths = write_dataset(out, count, seed, (h, w), split=split, progress=advance)
     console.print(f"wrote {len(paths)} scenes ({h}×{w}, seeds {seed}..{seed + count - 1}) to {out}")
 
 
@@ -243,6 +251,77 @@ def evaluate(
         iou = scores.per_class.get(name)
         table.add_row(name, "—" if iou is None else f"{iou:.1f}")
     console.print(table)
+
+
+def _parity_table(parity: dict, title: str) -> Table:
+    verdict = "[green]passed[/]" if parity["passed"] else "[bold red]FAILED[/]"
+    table = Table(title=f"{title}: ONNX Runtime ({parity['provider']}) vs eager PyTorch — {verdict}")
+    for name, justify in (("image", "left"), ("kind", "left"), ("size", "right"), ("max |Δlogit|", "right"),
+                          ("mean |Δlogit|", "right"), ("agreement %", "right")):
+        table.add_column(name, justify=justify)
+    for row in parity["images"]:
+        table.add_row(row["image"], row["kind"], f"{row['size'][0]}×{row['size'][1]}", f"{row['max_abs_logit_error']:.2e}",
+                      f"{row['mean_abs_logit_error']:.2e}", f"{row['agreement_pct']:.4f}")
+    table.caption = (
+        f"worst agreement {parity['agreement_pct']:.4f}% (min {parity['min_agreement_pct']}%) · max |Δlogit| "
+        f"{parity['max_abs_logit_error']:.2e} (bound {parity['logit_error_bound']:.2e}; peak |logit| "
+        f"{parity['peak_abs_logit']:.3g}) · {parity['seconds']} s"
+    )
+    return table
+
+
+@app.command("export")
+@_cli_errors
+def export_cmd(
+    output: Path = typer.Option(..., "--output", "-o", help="ONNX file to write; its manifest goes to OUTPUT.json beside it."),
+    checkpoint: Optional[Path] = typer.Option(None, help="Weights (.safetensors or .pth); default: the shipped checkpoint."),
+    height: int = typer.Option(1024, help="Input height (the tracing height with --dynamic); at least 64."),
+    width: int = typer.Option(2048, help="Input width (the tracing width with --dynamic); at least 64."),
+    batch: int = typer.Option(1, help="Batch size of a static graph."),
+    dynamic: bool = typer.Option(False, "--dynamic", help="Dynamic batch, height and width (verified at two sizes)."),
+    opset: int = typer.Option(17, help="ONNX opset, 17..20."),
+    outputs: str = typer.Option("logits", help="logits (N×C×H×W float32) or labels (N×H×W uint8: ArgMax in the graph)."),
+    verify_images: int = typer.Option(4, help="Images to verify on: generated scenes + real photos (at least one)."),
+    min_agreement: float = typer.Option(99.99, help="Minimum pixel agreement with eager PyTorch, percent (worst image)."),
+    max_logit_error: float = typer.Option(1e-3, help="Maximum |Δlogit| vs eager PyTorch (grows with logits beyond ±100)."),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Skip the ONNX Runtime vs eager verification."),
+    as_json: bool = typer.Option(False, "--json", help="Print the manifest and the parity result as JSON on stdout."),
+) -> None:
+    """Export to ONNX (BN folded, simplified, checked), verify it against eager PyTorch, write a manifest.
+
+    Example: `icnet-deploy export --output build/icnet.onnx` (shipped checkpoint, 1024×2048, fp32 logits);
+    `icnet-deploy export --dynamic --outputs labels --height 512 --width 1024 -o build/icnet_labels.onnx`
+    """
+    import time
+
+    from .export import export as run_export
+    from .manifest import manifest_path
+
+    start = time.perf_counter()
+    try:
+        with console.status("exporting") as status, warnings.catch_warnings():
+            warnings.simplefilter("always", UserWarning)  # e.g. "no shipped checkpoint: random weights", shown at once
+            warnings.showwarning = lambda message, *_a, **_k: console.print(f"[yellow]warning:[/] {message}")
+            manifest = run_export(
+                checkpoint, output, height=height, width=width, batch=batch, dynamic=dynamic, opset=opset, outputs=outputs,
+                verify=not no_verify, verify_images=verify_images, min_agreement=min_agreement,
+                max_logit_error=max_logit_error, progress=lambda msg: status.update(msg),
+            )
+    except ParityError as exc:
+        report = getattr(exc, "report", None)
+        if report is not None:
+            console.print(_parity_table(report.to_dict(), str(output)))
+        raise
+    seconds = round(time.perf_counter() - start, 1)
+    parity = manifest.details.get("export_parity")
+    if parity:
+        console.print(_parity_table(parity, str(output)))
+    size_mb = output.stat().st_size / 1e6
+    console.print(f"wrote {output} ({size_mb:.1f} MB, opset {opset}, {manifest.output_kind} {manifest.output_dtype}"
+                  f"{', dynamic' if dynamic else ''}) and {manifest_path(output).name} in {seconds} s", highlight=False)
+    if as_json:
+        emit_json({"output": str(output), "manifest_path": str(manifest_path(output)), "seconds": seconds,
+                   "size_bytes": output.stat().st_size, "parity": parity, "manifest": manifest.to_dict()})
 
 
 def _not_yet(command: str, issue: str) -> None:

@@ -1,0 +1,603 @@
+"""PyTorch → ONNX: one verified graph with a manifest.
+
+``export()`` turns an ICNet (a checkpoint, the shipped one by default) into an ONNX file that
+every later stage (fp16/int8 transforms, ONNX Runtime, TensorRT) starts from:
+
+1. **Trace** with ``torch.onnx.export(..., dynamo=False)`` — the TorchScript exporter — in eval
+   mode with constant folding, which folds every BatchNorm into the preceding Conv. Why not
+   the (default) dynamo exporter: it needs ``onnxscript`` (one more heavy dependency) and it
+   exports this model no better: the TorchScript graph is already plain Conv/Relu/Add/Resize/
+   MatMul after simplification. Its deprecation warning is filtered here. Its highest opset
+   in torch 2.13 is 20, so the supported opsets are **17..20** (17 is the default: the oldest
+   opset with everything we need, read by TensorRT 8.6+ and every current ONNX Runtime).
+2. **Simplify** with onnxslim: constant folding of the shape arithmetic (the pyramid
+   pooling's averaging matrices become MatMul with constant matrices), dead-node and
+   Identity removal. onnxslim rather than onnx-simplifier: it is maintained, installs as pure
+   Python (no native build), and does not pin or depend on a particular onnxruntime version
+   (onnx-simplifier evaluates constants with onnxruntime and ties the two together).
+3. **Check**: strict shape inference, ``onnx.checker.check_model(full_check=True)``, only
+   standard-domain ops, no BatchNormalization (folded), no Loop/If/Scan, and for static
+   graphs no Gather at all (dynamic graphs keep a few Shape→Gather index look-ups on shape
+   vectors, never on feature maps).
+4. **Verify** (``verify_onnx``): ONNX Runtime CPU runs the graph next to the eager model on
+   generated street scenes and real photographs at the export size (two or more sizes and
+   batch 2 for ``dynamic``); max |Δlogit| and pixel agreement must meet the thresholds, or the
+   export fails with ``ParityError`` and writes nothing.
+5. **Write** atomically: the ONNX file (manifest embedded in its metadata under
+   ``icnet_deploy.manifest``) is renamed into place only after verification passed, then the
+   JSON sidecar; if the sidecar cannot be written the ONNX file is removed again.
+
+``outputs="labels"`` bakes ArgMax (then Cast to uint8, since ICNet has ≤ 255 classes) into the
+graph: N×H×W uint8 instead of N×19×H×W float32 — 19× fewer values, 76× fewer bytes to copy off the device.
+
+Size rule: the model is exact at any H, W ≥ 64 (every stride-2 step is ceil(n/2) and every
+upsampling targets a measured size, see ``model/icnet.py``), and a dynamic graph was checked
+to match eager at odd and even sizes alike, so the manifest says ``min 64, multiple_of 1``.
+
+The logit bound: fp32 round-off between two correct implementations grows with the size of
+the logits. A trained ICNet's logits stay well inside ±100, where the bound is the plain
+``max_logit_error`` (1e-3). Untrained (random) weights give logits in the thousands; there the
+bound grows in proportion, ``max_logit_error · peak|logit| / 100`` (1e-5 relative), which is
+still orders of magnitude below what a real export bug (wrong resize, wrong folding) causes.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import json
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import IcnetDeployError, ModelError, ParityError
+from .fileio import atomic_path
+from .manifest import ONNX_METADATA_KEY, Manifest, library_versions, manifest_path, write_manifest
+
+__all__ = [
+    "export",
+    "verify_onnx",
+    "ParityReport",
+    "verification_images",
+    "op_histogram",
+    "SUPPORTED_OPSETS",
+    "INPUT_NAME",
+    "MIN_SIZE",
+]
+
+SUPPORTED_OPSETS = range(17, 21)  # 17..20: torch 2.13's TorchScript exporter stops at 20
+OUTPUT_KINDS = ("logits", "labels")
+INPUT_NAME = "image"
+MIN_SIZE = 64
+LOGIT_SCALE_REF = 100.0  # logits beyond ±this (untrained weights) scale the logit bound
+FORBIDDEN_OPS = ("BatchNormalization", "Loop", "If", "Scan")
+SCENE_SEED = 900_000  # generated scenes for verification: seeds 900000, 900001, …
+EXPORTER = "torch.onnx.export (TorchScript, dynamo=False)"
+
+Progress = Callable[[str], None]
+
+
+# --------------------------------------------------------------------------------------------
+# verification
+# --------------------------------------------------------------------------------------------
+@dataclass
+class ParityReport:
+    """ONNX Runtime vs eager PyTorch on the same inputs (what ``export_parity`` records)."""
+
+    images: list[dict]  # per image and size: name, kind, size, max/mean |Δlogit|, agreement %
+    max_abs_logit_error: float
+    mean_abs_logit_error: float
+    peak_abs_logit: float  # max |eager logit|: the scale the logit bound adapts to
+    agreement_pct: float  # worst single image
+    pooled_agreement_pct: float  # all pixels of all images together
+    min_agreement_pct: float  # thresholds
+    max_logit_error: float
+    logit_error_bound: float  # the bound actually applied (see the module docstring)
+    sizes: list[list[int]]
+    batch_sizes: list[int]
+    provider: str
+    onnxruntime: str
+    seconds: float
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"passed": self.passed}
+
+    def summary(self) -> str:
+        return (
+            f"agreement {self.agreement_pct:.4f}% (min {self.min_agreement_pct}%), max |Δlogit| "
+            f"{self.max_abs_logit_error:.3g} (bound {self.logit_error_bound:.3g}) on {len(self.images)} image runs"
+        )
+
+
+def _smooth_noise(seed: int, height: int, width: int) -> np.ndarray:
+    """A smooth random colour field (blobs, not pixel noise): the fallback when scenes are unavailable."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    low = rng.integers(0, 256, size=(max(2, height // 32), max(2, width // 32), 3), dtype=np.uint8)
+    return np.asarray(Image.fromarray(low).resize((width, height), Image.BILINEAR))
+
+
+def _scene(seed: int, height: int, width: int) -> tuple[np.ndarray, str]:
+    try:
+        from .data.synthetic import generate_scene
+    except ImportError:
+        return _smooth_noise(seed, height, width), "noise"
+    image = generate_scene(seed, height, width)
+    if isinstance(image, tuple):
+        image = image[0]
+    return np.ascontiguousarray(image), "scene"
+
+
+def verification_images(count: int, height: int, width: int) -> list[tuple[str, str, np.ndarray]]:
+    """``count`` uint8 RGB images of one size: (name, kind, image).
+
+    Half (rounded down) are generated street scenes (smooth noise if the scene generator is
+    missing), the rest real photographs (``assets.real_photos()``) resized to the size — at
+    least one photograph always.
+    """
+    from PIL import Image
+
+    from .assets import real_photos
+    from .data.transforms import resize_image
+
+    if count < 1:
+        raise IcnetDeployError(f"verification needs at least 1 image, got {count}")
+    photos = real_photos()
+    n_photos = max(1, count - count // 2) if photos else 0
+    out = []
+    for i in range(count - n_photos):
+        image, kind = _scene(SCENE_SEED + i, height, width)
+        out.append((f"{kind}-{SCENE_SEED + i}", kind, image))
+    for i in range(n_photos):
+        path = photos[i % len(photos)]
+        with Image.open(path) as im:
+            rgb = np.asarray(im.convert("RGB"))
+        out.append((path.name, "photo", np.ascontiguousarray(resize_image(rgb, (height, width)))))
+    return out
+
+
+def _logits_output(proto) -> str | None:
+    """Name of the logits tensor feeding the ArgMax of a labels graph (None for a logits graph)."""
+    for node in proto.graph.node:
+        if node.op_type == "ArgMax":
+            return node.input[0]
+    return None
+
+
+def _with_extra_output(proto, name: str):
+    """A copy of ``proto`` that also outputs the intermediate tensor ``name`` (float32)."""
+    import onnx
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    copy.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    return copy
+
+
+def _batches(items: list, size: int) -> list[list]:
+    """Groups of ``size``; the last group is padded by repeating its items (static batch)."""
+    groups = [items[i:i + size] for i in range(0, len(items), size)]
+    if groups and len(groups[-1]) < size:
+        last = groups[-1]
+        groups[-1] = last + [last[k % len(last)] for k in range(size - len(last))]
+    return groups
+
+
+def verify_onnx(
+    onnx_model: Any,
+    model: Any,
+    *,
+    sizes: Sequence[tuple[int, int]],
+    batch: int = 1,
+    images: int = 4,
+    min_agreement: float = 99.99,
+    max_logit_error: float = 1e-3,
+    threads: int | None = None,
+    providers: Sequence[str] | None = None,
+    progress: Progress | None = None,
+) -> ParityReport:
+    """Run ``onnx_model`` (path, bytes or ModelProto) in ONNX Runtime next to eager ``model``.
+
+    Each of ``sizes`` gets ``images`` inputs (see ``verification_images``), run in batches of
+    ``batch``. Labels graphs are checked on their internal logits *and* their labels output.
+    Returns the report; ``report.failures`` lists the thresholds missed (empty = passed).
+    ``min_agreement`` is a percentage. ``threads`` defaults to torch's thread count.
+    """
+    import onnx
+    import torch
+
+    from .backends.onnxruntime import create_session
+    from .data.transforms import preprocess
+
+    start = time.perf_counter()
+    if isinstance(onnx_model, (str, Path)):
+        proto = onnx.load(str(onnx_model))
+    elif isinstance(onnx_model, bytes):
+        proto = onnx.load_from_string(onnx_model)
+    else:
+        proto = onnx_model
+    logits_name = _logits_output(proto)
+    output_name = proto.graph.output[0].name
+    if logits_name is not None:
+        proto = _with_extra_output(proto, logits_name)
+    session = create_session(proto.SerializeToString(), providers=providers, threads=threads or torch.get_num_threads())
+    fetch = [output_name] + ([logits_name] if logits_name else [])
+    device = next(model.parameters()).device
+    mean, std = model.config.mean, model.config.std
+
+    rows: list[dict] = []
+    max_err = peak = 0.0
+    err_sum = 0.0
+    agree_pixels = total_pixels = 0
+    for h, w in sizes:
+        inputs = verification_images(images, h, w)
+        for group in _batches(inputs, batch):
+            x = np.concatenate([preprocess(im, mean, std) for _, _, im in group], axis=0)
+            if progress:
+                progress(f"verifying {', '.join(n for n, _, _ in group)} at {h}×{w}")
+            outs = session.run(fetch, {INPUT_NAME: x})
+            with torch.inference_mode():
+                ref = model(torch.from_numpy(x).to(device)).float().cpu().numpy()
+            ref_labels = ref.argmax(1)
+            if logits_name is None:
+                got_logits, got_labels = outs[0], outs[0].argmax(1)
+            else:
+                got_logits, got_labels = outs[1], outs[0]
+                if got_labels.shape != ref_labels.shape:
+                    raise ParityError(f"labels output has shape {got_labels.shape}, expected {ref_labels.shape}")
+            if got_logits.shape != ref.shape:
+                raise ParityError(f"ONNX logits have shape {got_logits.shape}, eager gives {ref.shape}")
+            for k, (name, kind, _) in enumerate(group):
+                diff = np.abs(got_logits[k].astype(np.float32) - ref[k])
+                agree = int((got_labels[k].astype(np.int64) == ref_labels[k]).sum())
+                pixels = ref_labels[k].size
+                rows.append({
+                    "image": name, "kind": kind, "size": [h, w],
+                    "max_abs_logit_error": float(diff.max()), "mean_abs_logit_error": float(diff.mean()),
+                    "agreement_pct": 100.0 * agree / pixels,
+                })
+                max_err = max(max_err, float(diff.max()))
+                err_sum += float(diff.sum())
+                peak = max(peak, float(np.abs(ref[k]).max()))
+                agree_pixels += agree
+                total_pixels += pixels
+    values = model.config.num_classes * total_pixels
+    bound = max_logit_error * max(1.0, peak / LOGIT_SCALE_REF)
+    worst = min(rows, key=lambda r: r["agreement_pct"])
+    report = ParityReport(
+        images=rows,
+        max_abs_logit_error=max_err,
+        mean_abs_logit_error=err_sum / values,
+        peak_abs_logit=peak,
+        agreement_pct=worst["agreement_pct"],
+        pooled_agreement_pct=100.0 * agree_pixels / total_pixels,
+        min_agreement_pct=float(min_agreement),
+        max_logit_error=float(max_logit_error),
+        logit_error_bound=bound,
+        sizes=[[h, w] for h, w in sizes],
+        batch_sizes=[batch],
+        provider=session.get_providers()[0],
+        onnxruntime=_ort_version(),
+        seconds=round(time.perf_counter() - start, 2),
+    )
+    if report.agreement_pct < min_agreement:
+        report.failures.append(
+            f"pixel agreement {report.agreement_pct:.4f}% < {min_agreement}% ({worst['image']} at {worst['size'][0]}×{worst['size'][1]})"
+        )
+    if max_err > bound:
+        report.failures.append(f"max |Δlogit| {max_err:.3g} > {bound:.3g}")
+    return report
+
+
+def _ort_version() -> str:
+    try:
+        import onnxruntime
+
+        return onnxruntime.__version__
+    except ImportError:  # pragma: no cover - create_session already refused
+        return "unknown"
+
+
+# --------------------------------------------------------------------------------------------
+# graph building
+# --------------------------------------------------------------------------------------------
+def op_histogram(onnx_model: Any) -> dict[str, int]:
+    """Op type → count for a ModelProto or a path (top-level graph; ours has no subgraphs)."""
+    import onnx
+
+    proto = onnx.load(str(onnx_model), load_external_data=False) if isinstance(onnx_model, (str, Path)) else onnx_model
+    return dict(sorted(collections.Counter(n.op_type for n in proto.graph.node).items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _labels_head(model: Any, dtype: Any) -> Any:
+    """Wrap an ICNet so its graph ends in ArgMax + Cast to ``dtype``."""
+    import torch
+
+    class LabelsHead(torch.nn.Module):
+        def __init__(self, net: torch.nn.Module) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x).argmax(1).to(dtype)
+
+    return LabelsHead(model).eval()
+
+
+def _trace(model: Any, *, height: int, width: int, batch: int, dynamic: bool, opset: int, outputs: str,
+           labels_dtype: Any) -> Any:
+    """torch → ONNX ModelProto (in memory) with the TorchScript exporter."""
+    import onnx
+    import torch
+
+    net = _labels_head(model, labels_dtype) if outputs == "labels" else model
+    device = next(model.parameters()).device
+    dummy = torch.zeros(batch, 3, height, width, device=device)
+    dynamic_axes = None
+    if dynamic:
+        out_axes = {0: "batch", 2: "height", 3: "width"} if outputs == "logits" else {0: "batch", 1: "height", 2: "width"}
+        dynamic_axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, outputs: out_axes}
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)  # "legacy TorchScript-based ONNX export"
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx.*")
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        try:
+            torch.onnx.export(
+                net, (dummy,), buffer, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
+                output_names=[outputs], dynamic_axes=dynamic_axes, do_constant_folding=True,
+                training=torch.onnx.TrainingMode.EVAL, export_params=True,
+            )
+        except Exception as exc:  # an exporter failure is not the user's fault, but say what failed
+            message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ModelError(f"torch.onnx.export failed (opset {opset}): {message}") from exc
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def _set_io_shapes(proto: Any, input_dims: list, output_dims: list) -> None:
+    """Name the dynamic axes and pin the class axis the Resize left symbolic."""
+    for value, dims in ((proto.graph.input[0], input_dims), (proto.graph.output[0], output_dims)):
+        shape = value.type.tensor_type.shape
+        del shape.dim[:]
+        for d in dims:
+            dim = shape.dim.add()
+            if isinstance(d, int):
+                dim.dim_value = d
+            else:
+                dim.dim_param = d
+
+
+def _simplify_and_check(proto: Any, *, dynamic: bool, input_dims: list, output_dims: list) -> Any:
+    import onnx
+    import onnxslim
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        proto = onnxslim.slim(proto)
+    _set_io_shapes(proto, input_dims, output_dims)
+    try:
+        proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
+        onnx.checker.check_model(proto, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise ModelError(f"exported graph fails the ONNX checker: {str(exc).splitlines()[0]}") from exc
+    ops = op_histogram(proto)
+    foreign = sorted({n.domain for n in proto.graph.node if n.domain not in ("", "ai.onnx")})
+    bad = [op for op in FORBIDDEN_OPS if op in ops] + ([] if dynamic else [op for op in ("Gather",) if op in ops])
+    if foreign or bad:
+        raise ModelError(f"exported graph has ops the deployment targets should not get: {bad or foreign}")
+    return proto
+
+
+def _palette(num_classes: int) -> tuple[list[str], list[list[int]]]:
+    from .data.labels import CLASS_NAMES, PALETTE
+
+    names = list(CLASS_NAMES[:num_classes]) + [f"class_{i}" for i in range(len(CLASS_NAMES), num_classes)]
+    colours = [[int(v) for v in PALETTE[i]] for i in range(min(num_classes, len(CLASS_NAMES)))]
+    rng = np.random.default_rng(num_classes)
+    colours += [[int(v) for v in rng.integers(0, 256, 3)] for _ in range(len(colours), num_classes)]
+    return names, colours
+
+
+def _embed(proto: Any, manifest: Manifest) -> None:
+    import onnx
+
+    keep = [p for p in proto.metadata_props if p.key != ONNX_METADATA_KEY]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(keep)
+    proto.metadata_props.append(onnx.StringStringEntryProto(key=ONNX_METADATA_KEY, value=manifest.to_json()))
+    proto.doc_string = f"ICNet ({manifest.model_config.get('name')}), exported by icnet-deploy: see metadata {ONNX_METADATA_KEY}"
+
+
+def _resolve_model(model_or_checkpoint: Any, config: Any) -> Any:
+    import torch
+
+    if isinstance(model_or_checkpoint, torch.nn.Module):
+        if not hasattr(model_or_checkpoint, "config"):
+            raise ModelError("export needs an icnet_deploy ICNet (a module with a .config)")
+        return model_or_checkpoint
+    from .model.weights import load_model
+
+    return load_model(model_or_checkpoint, config)
+
+
+def _check_output(output: Path) -> None:
+    for parent in output.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise IcnetDeployError(f"{output}: cannot write here: {parent} is a file, not a directory")
+            break
+    if output.is_dir():
+        raise IcnetDeployError(f"{output}: is a directory; give a file name like model.onnx")
+    if manifest_path(output).is_dir():
+        raise IcnetDeployError(f"{manifest_path(output)}: is a directory, cannot write the manifest there")
+
+
+# --------------------------------------------------------------------------------------------
+# the public entry point
+# --------------------------------------------------------------------------------------------
+def export(
+    model_or_checkpoint: Any = None,
+    output: str | Path = "icnet.onnx",
+    *,
+    height: int = 1024,
+    width: int = 2048,
+    batch: int = 1,
+    dynamic: bool = False,
+    opset: int = 17,
+    outputs: str = "logits",
+    verify: bool = True,
+    verify_images: int = 4,
+    verify_sizes: Sequence[tuple[int, int]] | None = None,
+    min_agreement: float = 99.99,
+    max_logit_error: float = 1e-3,
+    threads: int | None = None,
+    config: Any = None,
+    progress: Progress | None = None,
+) -> Manifest:
+    """Export ICNet to a verified ONNX file plus its manifest; returns the manifest.
+
+    ``model_or_checkpoint``: an ``ICNet`` module, a checkpoint path, or None for the shipped
+    checkpoint (random weights with a warning when the checkout has none). ``height``/``width``/
+    ``batch`` fix the input shape, or are the tracing size with ``dynamic=True`` (then batch,
+    height and width are all dynamic, verified at ``verify_sizes`` — default: the export size
+    and an odd size near ¾ of it — with batch 2). ``outputs="labels"`` ends the graph in ArgMax
+    + Cast to uint8. ``min_agreement`` is a percentage; see the module docstring for how the
+    ``max_logit_error`` bound is applied. Raises ``IcnetDeployError`` for bad arguments or
+    files (nothing written) and ``ParityError`` (with ``.report``) when verification fails.
+    """
+    import torch
+
+    say = progress or (lambda _msg: None)
+    output = Path(output)
+    if opset not in SUPPORTED_OPSETS:
+        raise IcnetDeployError(
+            f"opset {opset} is not supported: use {SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1} "
+            "(the range of torch's TorchScript ONNX exporter that this graph is tested with)"
+        )
+    if outputs not in OUTPUT_KINDS:
+        raise IcnetDeployError(f"outputs must be one of {', '.join(OUTPUT_KINDS)}, got {outputs!r}")
+    if height < MIN_SIZE or width < MIN_SIZE:
+        raise IcnetDeployError(f"export size {height}×{width}: height and width must be at least {MIN_SIZE}")
+    if batch < 1:
+        raise IcnetDeployError(f"batch must be at least 1, got {batch}")
+    if verify and verify_images < 1:
+        raise IcnetDeployError(f"verify_images must be at least 1, got {verify_images}")
+    if not 0.0 <= min_agreement <= 100.0:
+        raise IcnetDeployError(f"min_agreement is a percentage (0..100), got {min_agreement}")
+    if max_logit_error < 0:
+        raise IcnetDeployError(f"max_logit_error must be ≥ 0, got {max_logit_error}")
+    if verify_sizes is not None and not dynamic and any(tuple(s) != (height, width) for s in verify_sizes):
+        raise IcnetDeployError("verify_sizes other than the export size need a dynamic export")
+    for h, w in verify_sizes or ():
+        if h < MIN_SIZE or w < MIN_SIZE:
+            raise IcnetDeployError(f"verification size {h}×{w} is below the minimum {MIN_SIZE}×{MIN_SIZE}")
+    _check_output(output)
+
+    started = time.perf_counter()
+    with atomic_path(output) as tmp:  # creates the temp file now: an unwritable place fails before the work
+        say("loading the model")
+        model = _resolve_model(model_or_checkpoint, config)
+        was_training = model.training
+        model.eval()
+        try:
+            num_classes = model.config.num_classes
+            labels_dtype = torch.uint8 if num_classes <= 255 else torch.int32
+            out_dtype = "float32" if outputs == "logits" else str(labels_dtype).removeprefix("torch.")
+            if dynamic:
+                input_dims: list = ["batch", 3, "height", "width"]
+            else:
+                input_dims = [batch, 3, height, width]
+            output_dims = (
+                [input_dims[0], num_classes, input_dims[2], input_dims[3]] if outputs == "logits"
+                else [input_dims[0], input_dims[2], input_dims[3]]
+            )
+
+            say(f"tracing at {batch}×3×{height}×{width} (opset {opset}{', dynamic' if dynamic else ''})")
+            proto = _trace(model, height=height, width=width, batch=batch, dynamic=dynamic, opset=opset,
+                           outputs=outputs, labels_dtype=labels_dtype)
+            say("simplifying (onnxslim) and checking")
+            proto = _simplify_and_check(proto, dynamic=dynamic, input_dims=input_dims, output_dims=output_dims)
+
+            parity = None
+            if verify:
+                if dynamic:
+                    sizes = list(verify_sizes) if verify_sizes else [
+                        (height, width), (max(MIN_SIZE, height * 3 // 4) | 1, max(MIN_SIZE, width * 3 // 4) | 1)
+                    ]
+                    run_batch = 2 if verify_images >= 2 else 1
+                else:
+                    sizes, run_batch = [(height, width)], batch
+                report = verify_onnx(
+                    proto, model, sizes=sizes, batch=run_batch, images=verify_images,
+                    min_agreement=min_agreement, max_logit_error=max_logit_error, threads=threads, progress=say,
+                )
+                if not report.passed:
+                    error = ParityError(f"ONNX export fails verification against eager PyTorch: {'; '.join(report.failures)}")
+                    error.report = report  # type: ignore[attr-defined]
+                    raise error
+                parity = report.to_dict()
+        finally:
+            model.train(was_training)
+
+        import onnxslim
+
+        info = getattr(model, "checkpoint_info", None) or {}
+        names, palette = _palette(num_classes)
+        size_rule = {"min": MIN_SIZE, "multiple_of": 1, "dynamic": bool(dynamic)}
+        if not dynamic:
+            size_rule.update(height=height, width=width)
+        manifest = Manifest(
+            format="onnx",
+            precision="fp32",
+            input_name=INPUT_NAME,
+            input_shape=list(input_dims),
+            input_dtype="float32",
+            output_name=outputs,
+            output_kind=outputs,
+            output_dtype=out_dtype,
+            num_classes=num_classes,
+            class_names=names,
+            palette=palette,
+            mean=[float(v) for v in model.config.mean],
+            std=[float(v) for v in model.config.std],
+            size_rule=size_rule,
+            model_config=json.loads(model.config.to_json()),
+            checkpoint_sha256=info.get("sha256"),
+            checkpoint_path=info.get("path"),
+            target="any",
+            versions=library_versions("torch", "onnx", "onnxruntime", "onnxslim"),
+            details={
+                "opset": opset,
+                "ir_version": int(proto.ir_version),
+                "exporter": EXPORTER,
+                "simplifier": f"onnxslim {onnxslim.__version__}",
+                "output_shape": list(output_dims),
+                "batchnorm_folded": True,
+                "op_histogram": op_histogram(proto),
+                "weights": "random" if info.get("sha256") is None else "checkpoint",
+                "verified": parity is not None,
+                "export_parity": parity,
+                "export_seconds": round(time.perf_counter() - started, 2),
+            },
+        )
+        _embed(proto, manifest)
+        say(f"writing {output}")
+        tmp.write_bytes(proto.SerializeToString())
+    try:
+        write_manifest(output, manifest)
+    except BaseException:
+        output.unlink(missing_ok=True)  # never an ONNX file without its manifest (nor a stale one)
+        manifest_path(output).unlink(missing_ok=True)
+        raise
+    return manifest
