@@ -31,3 +31,28 @@ def small_onnx(tmp_path_factory, small_checkpoint) -> Path:
     path = tmp_path_factory.mktemp("onnx") / "icnet_128x256.onnx"
     export(small_checkpoint, path, height=128, width=256, verify_images=2)
     return path
+
+
+@pytest.fixture(scope="session")
+def small_labels_onnx(tmp_path_factory, small_checkpoint) -> Path:
+    """A dynamic-size export of ``small_checkpoint`` that outputs labels (ArgMax in the graph), verified at 128×256."""
+    from icnet_deploy.export import export
+
+    path = tmp_path_factory.mktemp("onnx_labels") / "icnet_dynamic_labels.onnx"
+    export(small_checkpoint, path, height=128, width=256, dynamic=True, outputs="labels", verify_images=2,
+           verify_sizes=[(128, 256)])
+    return path
+
+
+@pytest.fixture(scope="session")
+def calib_dir(tmp_path_factory) -> Path:
+    """Four small generated calibration scenes (PNG + one JPEG, seeds 700000…, like the shipped calib/)."""
+    from PIL import Image
+
+    from icnet_deploy.data.synthetic import generate_scene
+
+    folder = tmp_path_factory.mktemp("calib")
+    for i in range(4):
+        image, _ = generate_scene(700_000 + i, 128, 256)
+        Image.fromarray(image).save(folder / f"scene_{700_000 + i}.{'jpg' if i == 3 else 'png'}")
+    return folder

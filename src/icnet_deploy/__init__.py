@@ -13,8 +13,10 @@ from .data.transforms import preprocess
 from .model.config import CONFIGS, ICNetConfig, get_config
 from .model.icnet import ICNet
 from .model.weights import load_model, save_checkpoint
+from .backends.loader import load
+from .build import build_engine
 from .export import export  # the function: it shadows the submodule attribute, so use `from icnet_deploy.export import ...`
 
 __version__ = "0.1.0"
 
-__all__ = ["ICNet", "ICNetConfig", "CONFIGS", "get_config", "load_model", "save_checkpoint", "export", "preprocess", "colorize", "__version__"]
+__all__ = ["ICNet", "ICNetConfig", "CONFIGS", "get_config", "load_model", "save_checkpoint", "export", "build_engine", "load", "preprocess", "colorize", "__version__"]

@@ -324,6 +324,429 @@ def export_cmd(
                    "size_bytes": output.stat().st_size, "parity": parity, "manifest": manifest.to_dict()})
 
 
+# --------------------------------------------------------------------------------------------
+# runtime: infer, bench, check (issue 7)
+# --------------------------------------------------------------------------------------------
+class _ConsoleWarnings(warnings.catch_warnings):
+    """Show library warnings (e.g. "no shipped checkpoint: random weights") as one console line each."""
+
+    def __enter__(self):
+        result = super().__enter__()
+        warnings.simplefilter("always", UserWarning)
+        warnings.showwarning = lambda message, *_a, **_k: console.print(f"[yellow]warning:[/] {escape(str(message))}")
+        return result
+
+
+def _engine_label(desc: dict) -> str:
+    return f"{desc.get('backend')} · {desc.get('provider')}"
+
+
+def _auto_engine(folder: Path, device: str, provider: Optional[str], threads: Optional[int]) -> str:
+    """``--engine auto``: the fastest engine here that meets parity (``compile.select_engine``); says why."""
+    from .compile import engine_candidates, select_engine
+
+    with _ConsoleWarnings(), console.status("--engine auto") as status:
+        sel = select_engine(engine_candidates(folder, device=device), device=device, provider=provider, threads=threads,
+                            progress=lambda msg: status.update(f"--engine auto: {msg}"))
+    table = Table(title=f"--engine auto · candidates at {sel.size[0]}×{sel.size[1]} (eager fp32 and {folder}/)")
+    for name, justify in (("engine", "left"), ("precision", "left"), ("agreement %", "right"), ("ms/image", "right"),
+                          ("", "left")):
+        table.add_column(name, justify=justify)
+    for c in sel.candidates:
+        table.add_row(c.spec or c.name, c.precision or "—", "—" if c.agreement_pct is None else f"{c.agreement_pct:.3f}",
+                      "—" if c.ms_per_image is None else f"{c.ms_per_image:.1f}", escape(c.note))
+    console.print(table)
+    console.print(f"--engine auto picked [bold]{escape(sel.spec)}[/]: {escape(sel.reason)}", highlight=False, soft_wrap=True)
+    return sel.spec
+
+
+@app.command("infer")
+@_cli_errors
+def infer_cmd(
+    source: str = typer.Argument(..., help="An image, a folder (searched recursively) or a quoted glob ('photos/**/*.jpg')."),
+    engine: Optional[str] = typer.Option(None, "--engine", "-e", help="Engine (.onnx, …) or checkpoint; default: the shipped checkpoint, eager PyTorch. `auto`: the fastest that meets parity here (eager or one in --engines-dir)."),
+    engines_dir: Path = typer.Option(Path("build"), "--engines-dir", help="Where `--engine auto` looks for engines."),
+    output: Path = typer.Option(Path("infer_out"), "--output", "-o", help="Output folder; the input tree is mirrored under it."),
+    batch: int = typer.Option(1, min=1, help="Images per engine call (engines with a static batch use theirs)."),
+    overlay: bool = typer.Option(True, "--overlay/--no-overlay", help="Also write NAME_overlay.jpg (palette over the photo)."),
+    allow_inside: bool = typer.Option(False, "--allow-inside", help="Allow an output folder inside the input folder."),
+    device: str = typer.Option("cpu", help="cpu or cuda[:N]."),
+    provider: Optional[str] = typer.Option(None, help="ONNX Runtime provider: cpu, cuda or tensorrt (default: by --device)."),
+    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads of the engine (default: the framework's)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+) -> None:
+    """Segment images: NAME_labelTrainIds.png, NAME_labelIds.png, NAME_color.png, NAME_overlay.jpg per input.
+
+    Labels have exactly the input's size. Unreadable files are named, skipped (nothing written
+    for them) and counted; the exit code is then 2.
+
+    Example: `icnet-deploy infer photos/ --engine build/icnet_int8.onnx -o out/`
+    """
+    from .backends.loader import load
+    from .infer import infer_images
+
+    if engine == "auto":
+        engine = _auto_engine(engines_dir, device, provider, threads)
+    if engine is not None and engine.startswith("eager-"):  # auto may pick eager fp16 on CUDA
+        runner = load(None, device=device, precision=engine.split("-", 1)[1], threads=threads, name=engine)
+    else:
+        runner = load(engine, device=device, provider=provider, threads=threads)
+    with _ConsoleWarnings(), _infer_progress() as bar:
+        task = bar.add_task("infer", total=None, status="")
+
+        def update(done: int, total: int, info: dict) -> None:
+            bar.update(task, completed=done, total=total,
+                       status=f"{info['images_per_s']:.1f} img/s" + (f" · {info['failed']} failed" if info["failed"] else ""))
+
+        report = infer_images(runner, source, output, batch=batch, overlay=overlay, allow_inside=allow_inside,
+                              progress=update)
+    for failure in report.failures:
+        console.print(f"[red]skipped:[/] {escape(failure['error'])}", highlight=False, soft_wrap=True)
+    result = report.to_dict()
+    table = Table(title=f"infer · {report.written} of {report.total} images → {output}", show_header=False)
+    table.add_row("engine", f"{report.engine.get('name')} ({_engine_label(report.engine)}, {report.engine.get('precision')})")
+    table.add_row("engine input", ", ".join(f"{h}×{w}" for h, w in report.engine_sizes) or "—")
+    table.add_row("map back", ", ".join(f"{k}: {v}" for k, v in sorted(report.resize.items())) or "—")
+    table.add_row("throughput", f"{result['images_per_s']:.2f} images/s ({report.wall_s:.2f} s wall)")
+    table.add_row("engine busy", f"{result['engine_busy_pct']:.0f}% ({report.engine_s:.2f} s in the engine, batch {report.batch})")
+    table.add_row("read / write", f"{report.read_s:.2f} s / {report.write_s:.2f} s over {report.readers} / {report.writers} threads")
+    table.add_row("failed", str(len(report.failures)))
+    console.print(table)
+    if as_json:
+        emit_json(result)
+    if report.failures:
+        raise IcnetDeployError(f"{len(report.failures)} of {report.total} input files could not be read and were skipped")
+
+
+def _infer_progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console)
+
+
+def _ms(stats: dict, key: str) -> str:
+    return f"{stats[key]:.1f}"
+
+
+@app.command("bench")
+@_cli_errors
+def bench_cmd(
+    engine: list[str] = typer.Option([], "--engine", "-e", help="Engine file (repeatable); the eager baseline is always included. `auto`: the fastest that meets parity here (eager or one in --engines-dir)."),
+    engines_dir: Path = typer.Option(Path("build"), "--engines-dir", help="Where `--engine auto` looks for engines."),
+    size: Optional[str] = typer.Option(None, help="Image size HxW (default: the first static engine's input, else 1024x2048)."),
+    batch: int = typer.Option(1, min=1, help="Images per call."),
+    iters: int = typer.Option(20, min=1, help="Timed calls per engine and mode."),
+    warmup: int = typer.Option(3, min=0, help="Untimed calls per engine first."),
+    device: str = typer.Option("cpu", help="cpu or cuda[:N]."),
+    provider: Optional[str] = typer.Option(None, help="ONNX Runtime provider: cpu, cuda or tensorrt."),
+    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads for every engine alike (default: each framework's)."),
+    checkpoint: Optional[Path] = typer.Option(None, help="Eager baseline weights (default: the engines' own checkpoint)."),
+    memory: bool = typer.Option(True, "--memory/--no-memory", help="Measure peak memory (a fresh process per engine)."),
+    end_to_end: bool = typer.Option(True, "--e2e/--no-e2e", help="Also time pre/post-processing (end to end)."),
+    parity: bool = typer.Option(False, "--parity", help="Also run `check` on each engine and add its verdict."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+) -> None:
+    """Latency p50/p90/p99, throughput and peak memory of engines next to eager PyTorch, interleaved.
+
+    Example: `icnet-deploy bench -e build/icnet.onnx -e build/icnet_int8.onnx --iters 30`
+    """
+    from .bench import bench as run_bench
+
+    if "auto" in engine:
+        engine = [_auto_engine(engines_dir, device, provider, threads) if e == "auto" else e for e in engine]
+    with _ConsoleWarnings(), _progress() as bar:
+        task = bar.add_task("bench", total=None, status="")
+        report = run_bench(
+            engine, size=parse_size(size) if size else None, batch=batch, iters=iters, warmup=warmup, device=device,
+            provider=provider, threads=threads, checkpoint=checkpoint, memory=memory, end_to_end=end_to_end,
+            progress=lambda phase, done, total: bar.update(task, completed=done, total=total, status=phase),
+        )
+        result = report.to_dict()
+        if parity:
+            from .check import check as run_check
+
+            for e in result["engines"][1:]:
+                bar.update(task, status=f"check {e['name']}")
+                try:
+                    rep = run_check(e["spec"], checkpoint=checkpoint, device=device, provider=provider, threads=threads)
+                except IcnetDeployError as exc:  # e.g. an engine from random weights has no reference: say so, go on
+                    e["parity"] = {"error": str(exc)}
+                    console.print(f"[yellow]parity of {escape(e['name'])} not checked:[/] {escape(str(exc))}")
+                    continue
+                worst = min(rep.sets, key=lambda s: s["agreement_pct"])
+                drops = [s["ground_truth"]["miou_drop"] for s in rep.sets if "ground_truth" in s]
+                e["parity"] = {"passed": rep.passed, "agreement_pct": worst["agreement_pct"],
+                               "miou_drop": max(drops) if drops else None, "failures": rep.failures}
+    console.print(_bench_table(result))
+    if as_json:
+        emit_json(result)
+
+
+def _bench_table(result: dict) -> Table:
+    h, w = result["size"]
+    table = Table(title=f"bench · {h}×{w} · batch {result['batch']} · {result['iters']} iters (+{result['warmup']} warm-up), "
+                        f"interleaved · {result['device']}")
+    parity = any("parity" in e for e in result["engines"])
+    columns = ["engine", "runs on", "input", "p50 ms", "p90 ms", "p99 ms", "mean ± std", "min", "img/s", "e2e p50", "speed-up",
+               "peak RSS MiB", "mem vs eager"] + (["parity"] if parity else [])
+    for c in columns:
+        table.add_column(c, justify="left" if c in ("engine", "runs on", "parity") else "right")
+    noisy = []
+    for e in result["engines"]:
+        c, e2e, mem, vs = e["compute"], e.get("end_to_end"), e.get("memory") or {}, e.get("vs_eager", {})
+        if c["noisy"] or (e2e and e2e["noisy"]):
+            noisy.append(e["name"])
+        speed = f"{vs.get('compute_speedup', 0):.2f}×" + (f" / {vs['end_to_end_speedup']:.2f}×" if e2e else "")
+        if "error" in mem:
+            mem_text = "[red]probe failed[/]"
+        elif mem:
+            mem_text = f"{mem['peak_rss_mib']:.0f} (+{mem['engine_rss_mib']:.0f})"
+            if "torch_device_peak_mib" in mem:
+                mem_text += f" · GPU {mem['torch_device_peak_mib']:.0f}"
+        else:
+            mem_text = "—"
+        row = [e["name"], f"{e['describe'].get('provider')} ({e['describe'].get('precision')})",
+               "×".join(str(v) for v in e["input_size"]), _ms(c, "p50_ms"), _ms(c, "p90_ms"), _ms(c, "p99_ms"),
+               f"{c['mean_ms']:.1f} ± {c['std_ms']:.1f}", _ms(c, "min_ms"), f"{c['images_per_s']:.2f}",
+               _ms(e2e, "p50_ms") if e2e else "—", speed, mem_text,
+               f"{vs['rss_ratio']:.2f}×" if vs.get("rss_ratio") else "—"]
+        if parity:
+            p = e.get("parity")
+            row.append("baseline" if p is None else "n/a" if "error" in p else (
+                ("[green]pass[/]" if p["passed"] else "[bold red]FAIL[/]") + f" {p['agreement_pct']:.3f}%"
+                + (f", ΔmIoU {p['miou_drop']:+.2f}" if p["miou_drop"] is not None else "")))
+        table.add_row(*row)
+    env = result["environment"]
+    load = f"load avg {env.get('loadavg_before', float('nan')):.2f} → {env.get('loadavg_after', float('nan')):.2f}"
+    table.caption = (f"speed-up = eager p50 / engine p50 (compute / end-to-end); peak RSS of a fresh process per engine "
+                     f"(+ growth over its post-import baseline); {load} on {env.get('cpus')} CPUs"
+                     + (f"; [yellow]noisy (std > 10% of mean): {', '.join(noisy)}[/]" if noisy else ""))
+    return table
+
+
+@app.command("check")
+@_cli_errors
+def check_cmd(
+    engine: Path = typer.Option(..., "--engine", "-e", help="Engine to check (.onnx, …; its manifest names its checkpoint)."),
+    images: Optional[Path] = typer.Option(None, help="Folder of images (recursive) instead of the generated scenes and photos."),
+    labels: Optional[Path] = typer.Option(None, help="Ground truth for --images: NAME_labelTrainIds.png or NAME_gtFine_labelIds.png, same tree."),
+    data: Optional[Path] = typer.Option(None, help="Cityscapes-layout dataset root (leftImg8bit/ + gtFine/)."),
+    split: str = typer.Option("val", help="Split of --data."),
+    count: int = typer.Option(4, min=0, help="Generated held-out scenes (seeds 950000+), with exact labels."),
+    size: Optional[str] = typer.Option(None, help="Scene size HxW for dynamic engines (default 512x1024)."),
+    photos: bool = typer.Option(True, "--photos/--no-photos", help="Include the shipped real photographs."),
+    checkpoint: Optional[Path] = typer.Option(None, help="Eager reference weights (sha256 must match the engine's manifest)."),
+    min_agreement: Optional[float] = typer.Option(None, help="Minimum pixel agreement %, per image set (default by precision)."),
+    max_miou_drop: Optional[float] = typer.Option(None, help="Maximum mIoU drop vs eager, points (default: int8 0.5)."),
+    max_logit_error: Optional[float] = typer.Option(None, help="Maximum |Δlogit| vs eager (default: not gated)."),
+    layerwise: bool = typer.Option(False, "--layerwise", help="ONNX: find the first layer that diverges from the fp32 parent."),
+    reference: Optional[Path] = typer.Option(None, help="fp32 parent ONNX for --layerwise (default: found by the manifest's parent_sha256)."),
+    layer_tolerance: Optional[float] = typer.Option(None, help="--layerwise tolerance on mean|Δ|/mean|ref| (default by precision)."),
+    junit: Optional[Path] = typer.Option(None, help="Write a JUnit XML report here (one test case per metric and image set)."),
+    device: str = typer.Option("cpu", help="cpu or cuda[:N]."),
+    provider: Optional[str] = typer.Option(None, help="ONNX Runtime provider: cpu, cuda or tensorrt."),
+    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+) -> None:
+    """CI parity gate: engine vs its eager checkpoint — agreement, mIoU, |Δlogit|. Exit 0 pass, 1 fail, 2 error.
+
+    Example: `icnet-deploy check --engine build/icnet_int8.onnx --junit reports/parity.xml`
+    """
+    from .check import check as run_check, write_junit
+
+    with _ConsoleWarnings(), console.status("checking") as status:
+        report = run_check(
+            engine, checkpoint=checkpoint, images_dir=images, labels_dir=labels, data_dir=data, split=split, count=count,
+            size=parse_size(size) if size else None, photos=photos, min_agreement=min_agreement,
+            max_miou_drop=max_miou_drop, max_logit_error=max_logit_error, device=device, provider=provider,
+            threads=threads, layerwise=layerwise, reference=reference, layerwise_tolerance=layer_tolerance,
+            progress=lambda msg: status.update(escape(msg)),
+        )
+    result = report.to_dict()
+    console.print(_check_table(result, str(engine)))
+    if report.layerwise:
+        console.print(_layerwise_table(report.layerwise))
+    if junit:
+        write_junit(report, junit)
+        console.print(f"JUnit report: {junit}", highlight=False)
+    if as_json:
+        emit_json(result)
+    if not report.passed:
+        raise ParityError("; ".join(report.failures))
+
+
+def _check_table(result: dict, engine: str) -> Table:
+    verdict = "[green]PASSED[/]" if result["passed"] else "[bold red]FAILED[/]"
+    e = result["engine"]
+    table = Table(title=f"check {engine} ({e.get('precision')}, {e.get('provider')}) vs eager fp32 — {verdict}")
+    for c in ("image set", "images", "agreement %", "worst image %", "mIoU vs eager", "max |Δlogit|", "mIoU eager → engine", "Δ mIoU"):
+        table.add_column(c, justify="left" if c == "image set" else "right")
+    for s in result["sets"]:
+        gt = s.get("ground_truth")
+        table.add_row(
+            s["set"], str(s["images"]), f"{s['agreement_pct']:.4f}", f"{s['worst_image']['agreement_pct']:.4f}",
+            f"{s['miou_vs_eager']:.2f}", f"{s['max_abs_logit_error']:.3g}" if "max_abs_logit_error" in s else "—",
+            f"{gt['eager_miou']:.2f} → {gt['engine_miou']:.2f}" if gt else "—", f"{0.0 - gt['miou_drop']:+.3f}".replace("-0.000", "+0.000") if gt else "—",
+        )
+    th = result["thresholds"]
+    lines = [("[green]✓[/] " if c["passed"] else "[bold red]✗[/] ") + escape(c["message"]) for c in result["checks"]]
+    worst_classes = []
+    for s in result["sets"]:
+        for name, pc in s["per_class"].items():
+            if pc.get("iou_delta") is not None:
+                worst_classes.append((pc["iou_delta"], s["set"], name))
+    worst_classes = sorted(w for w in worst_classes if w[0] < 0)
+    extra = ""
+    if worst_classes:
+        extra = "\nlargest per-class IoU drops: " + ", ".join(f"{n} ({st}) {d:+.2f}" for d, st, n in worst_classes[:3])
+    table.caption = (f"thresholds: agreement ≥ {th['min_agreement']}%"
+                     + (f", mIoU drop ≤ {th['max_miou_drop']}" if th["max_miou_drop"] is not None else "")
+                     + (f", max |Δlogit| ≤ {th['max_logit_error']}" if th["max_logit_error"] is not None else "")
+                     + "\n" + "\n".join(lines) + extra)
+    return table
+
+
+def _layerwise_table(lw: dict) -> Table:
+    first = lw["first_divergence"]
+    title = (f"layerwise vs {lw['reference']}: first divergence at [bold]{escape(first['node'])}[/] ({first['op']})"
+             if first else f"layerwise vs {lw['reference']}: no tensor exceeds the tolerance")
+    table = Table(title=title)
+    for c in ("#", "tensor", "op", "shape", "rel error", "max |Δ|"):
+        table.add_column(c, justify="left" if c in ("tensor", "op") else "right")
+    rows = lw["layers"]
+    k = next((i for i, r in enumerate(rows) if r["exceeds"]), None)
+    shown = range(max(0, k - 3), min(len(rows), k + 4)) if k is not None else range(max(0, len(rows) - 5), len(rows))
+    for i in shown:
+        r = rows[i]
+        style = "bold red" if r["exceeds"] else None
+        table.add_row(str(i), escape(r["name"]), r["op"], "×".join(map(str, r["shape"])), f"{r['rel_error']:.3g}",
+                      f"{r['max_abs']:.3g}", style=style)
+    worst = lw["worst"]
+    table.caption = (f"{lw['matched']} of {lw['reference_tensors']} tensors matched; tolerance {lw['tolerance']:g} on "
+                     f"{lw['metric']}" + (f"; worst: {escape(worst['name'])} ({worst['rel_error']:.3g})" if worst else "")
+                     + "".join(f"\n{escape(n)}" for n in lw["notes"]))
+    return table
+
+
+@app.command("build-engine")
+@_cli_errors
+def build_engine_cmd(
+    model: Path = typer.Argument(..., help="fp32 ONNX export (icnet-deploy export) with its manifest; with --backend torch also a checkpoint."),
+    output: Path = typer.Option(..., "--output", "-o", help="Engine to write (.onnx for onnxruntime, .engine for tensorrt, .torch for torch)."),
+    fp16: bool = typer.Option(False, "--fp16", help="FP16 weights and activations, fp32 islands for Resize/MatMul."),
+    fp32: bool = typer.Option(False, "--fp32", help="FP32 (--backend torch only: a compiled fp32 model)."),
+    compile_mode: Optional[str] = typer.Option(None, "--compile", help="--backend torch: reduce-overhead | max-autotune | default (default: reduce-overhead on CUDA, default on CPU)."),
+    batch: Optional[int] = typer.Option(None, min=1, help="--backend torch: batch size (default: the export's, else 1)."),
+    size: Optional[str] = typer.Option(None, help="--backend torch: input HxW (default: the export's, else 1024x2048)."),
+    device: Optional[str] = typer.Option(None, help="--backend torch: cuda or cpu (default: cuda when torch sees a GPU)."),
+    int8: bool = typer.Option(False, "--int8", help="Calibrated INT8 (explicit QDQ)."),
+    calib: Optional[Path] = typer.Option(None, help="Calibration image folder; default: the shipped calib/."),
+    calib_method: str = typer.Option("percentile", help="percentile | entropy | minmax."),
+    calib_cache: Optional[Path] = typer.Option(None, help="Calibration cache: reused if it exists, else written (default OUTPUT.calib.json)."),
+    calib_limit: Optional[int] = typer.Option(None, min=1, help="Use only the first N calibration images."),
+    backend: str = typer.Option("onnxruntime", help="onnxruntime | tensorrt | torch (torch.compile: Inductor, CUDA graphs)."),
+    target: Optional[str] = typer.Option(None, help="INT8 flavour: cpu (uint8 activations) | tensorrt (int8, zero point 0); default by backend."),
+    target_agreement: Optional[float] = typer.Option(None, help="Keep the fewest layers fp32 that reach this pixel agreement (%) on calibration images."),
+    fp32_layer: Optional[list[str]] = typer.Option(None, "--fp32-layer", help="Keep this node in fp32 (repeatable); replaces the default rule."),
+    threads: Optional[int] = typer.Option(None, min=1, help="ONNX Runtime intra-op threads for calibration and parity."),
+    workspace_mib: int = typer.Option(4096, help="TensorRT builder workspace limit (MiB)."),
+    timing_cache: Optional[Path] = typer.Option(None, help="TensorRT timing cache file (default: tensorrt.timing.cache beside OUTPUT)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON on stdout."),
+) -> None:
+    """Build an FP16 or calibrated INT8 engine (ONNX Runtime or TensorRT) from an fp32 export.
+
+    Example: `icnet-deploy build-engine build/icnet.onnx --int8 --calib calib/ -o build/icnet_int8.onnx`;
+    `icnet-deploy build-engine build/icnet.onnx --int8 --target-agreement 99.5 -o build/icnet_int8.onnx`;
+    `icnet-deploy build-engine build/icnet.onnx --fp16 --backend tensorrt -o build/icnet_fp16.engine`;
+    `icnet-deploy build-engine models/icnet_r50_half_synthetic.safetensors --backend torch --fp16 -o build/icnet_fp16.torch`
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .build import build_engine
+
+    if backend == "torch":
+        if int8 or fp16 == fp32:
+            raise IcnetDeployError("--backend torch: give exactly one of --fp16 or --fp32 (int8 goes through ONNX)")
+        _build_compiled(model, output, precision="fp16" if fp16 else "fp32", mode=compile_mode, batch=batch,
+                        size=parse_size(size) if size else None, device=device, threads=threads, as_json=as_json)
+        return
+    if fp32 or compile_mode or batch or size or device:
+        raise IcnetDeployError("--fp32, --compile, --batch, --size and --device are for --backend torch")
+    if fp16 == int8:
+        raise IcnetDeployError("give exactly one of --fp16 or --int8")
+    tasks: dict[str, int] = {}
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as bar:
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=max(total, 1))
+            bar.update(tasks[stage], completed=done, total=max(total, done, 1))
+
+        manifest = build_engine(
+            model, output, precision="fp16" if fp16 else "int8", backend=backend, target=target, calib=calib,
+            calib_method=calib_method, calib_cache=calib_cache, calib_limit=calib_limit,
+            target_agreement=target_agreement, fp32_layers=fp32_layer or None, threads=threads,
+            workspace_mib=workspace_mib, timing_cache=timing_cache, progress=progress,
+        )
+    d = manifest.details
+    table = Table(title=f"{output} · {manifest.precision} · {d['backend']} (target {manifest.target})")
+    for col in ("held-out set", "agreement %", "worst image %", "mIoU fp32 → engine"):
+        table.add_column(col, justify="left" if col == "held-out set" else "right")
+    for name, s in d["parity"]["sets"].items():
+        miou = f"{s['fp32_miou']:.2f} → {s['engine_miou']:.2f}" if "fp32_miou" in s else "—"
+        table.add_row(name, f"{s['agreement_pct']:.3f}", f"{s['worst_image_pct']:.3f}", miou)
+    console.print(table)
+    if "calibration" in d:
+        c = d["calibration"]
+        console.print(f"calibration: {c['method']} on {c['images']} images, cache {c['cache']}", highlight=False)
+    kept = d.get("fp32_layers") or {}
+    console.print(f"{len(kept)} layer(s) kept in fp32" + (f" ({d['fp32_rule']})" if "fp32_rule" in d else "") + ":",
+                  highlight=False)
+    if len(kept) > 12:  # e.g. fp16's islands: one line per reason
+        by_reason: dict[str, list[str]] = {}
+        for node, why in kept.items():
+            by_reason.setdefault(why, []).append(node)
+        for why, nodes in by_reason.items():
+            console.print(f"  {escape(why)}: {escape(', '.join(nodes))}", highlight=False)
+    else:
+        for node, why in kept.items():
+            console.print(f"  {escape(node)}: {escape(why)}", highlight=False)
+    if manifest.precision == "fp16" and d["backend"] == "onnxruntime":
+        console.print("note: ONNX Runtime CPU has no fp16 kernels: this engine checks fp16 accuracy on CPU, it is "
+                      "not faster there (use the CUDA/TensorRT provider or --backend tensorrt for speed)", highlight=False)
+    console.print(f"wrote {output} and {output.name}.json in {d.get('build_seconds')} s", highlight=False)
+    if as_json:
+        emit_json({"output": str(output), "manifest": manifest.to_dict()})
+
+
+def _build_compiled(model: Path, output: Path, *, precision: str, mode: Optional[str], batch: Optional[int],
+                    size: Optional[tuple[int, int]], device: Optional[str], threads: Optional[int], as_json: bool) -> None:
+    """``build-engine --backend torch``: ``compile.compile_engine`` from a checkpoint or an fp32 export."""
+    from .compile import compile_engine, compile_source
+
+    checkpoint, shape = compile_source(model)
+    n, h, w = shape or (1, 1024, 2048)
+    h, w = size or (h, w)
+    with _ConsoleWarnings(), console.status("compiling") as status:
+        manifest = compile_engine(checkpoint, output, precision=precision, mode=mode, batch=batch or n, height=h,
+                                  width=w, device=device, threads=threads, progress=lambda msg: status.update(msg))
+    d = manifest.details
+    table = Table(title=f"{output} · torch {precision} · {d['compile_mode']} · {d['device_name']}", show_header=False)
+    table.add_row("input", "×".join(str(v) for v in manifest.input_shape))
+    table.add_row("compile", f"{d['build_compile_s']} s (Inductor FX-graph cache {d['build_fx_graph_cache']})")
+    table.add_row("cache artefacts", f"{d['cache_bytes'] / 1e6:.1f} MB + {d['kernels']} C++ kernel(s)")
+    parity = d.get("build_parity")
+    if parity:
+        table.add_row("vs eager fp32", f"agreement {parity['agreement_pct']:.4f}% (min {parity['min_agreement_pct']}%), "
+                                       f"max |Δlogit| {parity['max_abs_logit_error']:.2e}")
+    table.add_row("versions", f"torch {d['torch']}" + (f", CUDA {d['cuda']}" if d.get("cuda") else ""))
+    console.print(table)
+    console.print(f"wrote {output} and {output.name}.json in {d['build_seconds']} s", highlight=False)
+    if as_json:
+        emit_json({"output": str(output), "manifest": manifest.to_dict()})
+
+
 def _not_yet(command: str, issue: str) -> None:
     console.print(f"[bold red]error:[/] `icnet-deploy {command}` is not available yet ({issue} has not landed)")
     raise typer.Exit(2)

@@ -1,5 +1,6 @@
 """Backends behind one Runner interface; each imports its framework lazily."""
 
 from .base import Runner
+from .loader import load
 
-__all__ = ["Runner"]
+__all__ = ["Runner", "load"]

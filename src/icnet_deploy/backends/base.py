@@ -58,6 +58,10 @@ class Runner(ABC):
     """
 
     backend: str = "base"
+    # Class-level defaults (subclasses may set them before or after ``Runner.__init__``).
+    precision: str = "fp32"
+    device: str = "cpu"
+    manifest: Any = None  # the artifact's Manifest (None for eager runners)
 
     def __init__(self, name: str = "") -> None:
         self.name = name or self.backend

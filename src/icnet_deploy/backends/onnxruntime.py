@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArtifactError, BackendUnavailable
+from .base import Runner
 
-__all__ = ["create_session", "INSTALL_HINT"]
+__all__ = ["create_session", "OnnxRuntimeRunner", "INSTALL_HINT"]
 
 INSTALL_HINT = "pip install icnet-deploy[cpu]  (or icnet-deploy[gpu] for onnxruntime-gpu; never both)"
 
@@ -45,3 +46,100 @@ def create_session(path: str | Path | bytes, providers: Sequence[str] | None = N
         what = "model" if isinstance(path, bytes) else str(path)
         message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ArtifactError(f"{what}: onnxruntime cannot load it: {message}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# the runner
+# --------------------------------------------------------------------------------------------
+_PROVIDER_ALIASES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+}
+
+
+def _runner_providers(device: str, provider: str | None) -> list[Any]:
+    """The provider list for a session: the one asked for, then its fallbacks (TensorRT → CUDA → CPU).
+
+    A provider onnxruntime does not have here is refused with ``BackendUnavailable`` instead of
+    silently falling back to the CPU; ``OnnxRuntimeRunner.describe()`` reports what really runs.
+    """
+    ort = _import_onnxruntime()
+    wanted = _PROVIDER_ALIASES.get((provider or "").lower(), provider) if provider else (
+        "CUDAExecutionProvider" if device.startswith("cuda") else "CPUExecutionProvider")
+    available = ort.get_available_providers()
+    if wanted not in available:
+        raise BackendUnavailable(
+            f"onnxruntime {ort.__version__} here has no {wanted} (available: {', '.join(available)}); "
+            f"for CUDA/TensorRT install icnet-deploy[gpu] (onnxruntime-gpu)"
+        )
+    chain = {"TensorrtExecutionProvider": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+             "CUDAExecutionProvider": ["CUDAExecutionProvider", "CPUExecutionProvider"]}.get(wanted, [wanted])
+    device_id = int(device.split(":", 1)[1]) if ":" in device else 0
+    out: list[Any] = []
+    for name in chain:
+        if name not in available:
+            continue
+        out.append((name, {"device_id": device_id}) if name in ("CUDAExecutionProvider", "TensorrtExecutionProvider") else name)
+    return out
+
+
+class OnnxRuntimeRunner(Runner):
+    """Runs an icnet-deploy ONNX artifact (fp32, fp16 or QDQ int8) in ONNX Runtime.
+
+    Input/output names, the static shape or size rule, the output kind (logits or labels) and the
+    normalisation come from the artifact's manifest. ``infer`` takes float32 N×3×H×W (cast to
+    float16 for graphs with a float16 input) and returns float32 logits N×C×H×W or N×H×W labels.
+    ``describe()["provider"]`` is the provider onnxruntime really runs the graph with
+    (``session.get_providers()[0]``), not the one asked for.
+    """
+
+    backend = "onnxruntime"
+
+    def __init__(self, path: str | Path, *, manifest: Any = None, device: str = "cpu", provider: str | None = None,
+                 threads: int | None = None, name: str = "") -> None:
+        from ..manifest import read_manifest
+
+        self.path = Path(path)
+        manifest = manifest if manifest is not None else read_manifest(self.path)
+        if manifest.format != "onnx":
+            raise ArtifactError(f"{self.path}: is a {manifest.format} artifact, not an ONNX model")
+        super().__init__(name or f"onnx-{manifest.precision}")
+        self.manifest, self.precision = manifest, manifest.precision
+        self.device, self.requested_provider, self.threads = device, provider, threads
+        self.input_name, self.output_name = manifest.input_name, manifest.output_name
+        batch = manifest.input_shape[0]
+        self.batch_size = batch if isinstance(batch, int) else None
+        if manifest.input_hw is not None:
+            self.input_height, self.input_width = manifest.input_hw
+        self.size_rule = dict(manifest.size_rule)
+        self.output_kind, self.num_classes = manifest.output_kind, manifest.num_classes
+        self.mean, self.std = tuple(manifest.mean), tuple(manifest.std)
+        self._input_dtype = manifest.input_dtype
+
+    def _activate_impl(self) -> None:
+        providers = _runner_providers(self.device, self.requested_provider)
+        self._session = create_session(self.path, providers=providers, threads=self.threads)
+        self.provider = self._session.get_providers()[0]
+
+    def _infer_impl(self, batch: Any) -> Any:
+        import numpy as np
+
+        if self._input_dtype == "float16":
+            batch = batch.astype(np.float16)
+        out = self._session.run([self.output_name], {self.input_name: batch})[0]
+        if self.output_kind == "logits" and out.dtype != np.float32:
+            out = out.astype(np.float32)
+        return out
+
+    def _deactivate_impl(self) -> None:
+        del self._session
+
+    def _describe_impl(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "precision": self.precision,
+            "provider": getattr(self, "provider", None) or self.requested_provider or "not active",
+            "artifact": str(self.path),
+        }

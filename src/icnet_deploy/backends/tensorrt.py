@@ -1,0 +1,246 @@
+"""TensorRT backend: engine builder and runner on the TensorRT 10/11 API (imported lazily).
+
+One builder path for 10.x and 11.x: the ONNX graph already carries its precision (fp16 tensors,
+or QuantizeLinear/DequantizeLinear for int8 — see ``quantize.py``), so the network is created
+**strongly typed** (``NetworkDefinitionCreationFlag.STRONGLY_TYPED``) and no FP16/INT8 builder
+flag or calibrator is used (TensorRT 10 deprecated both, 11 removed them). The builder gets a
+workspace limit (``set_memory_pool_limit``), an on-disk timing cache (loaded if present, saved
+after the build) and, for dynamic exports, one optimisation profile.
+
+Engines are tied to the TensorRT version and the GPU's compute capability: both are recorded in
+the manifest, and ``TensorRTRunner`` refuses an engine built for another GPU or TensorRT version
+with one clear sentence instead of TensorRT's deserialisation error (or worse, a silent
+fallback).
+
+The runner uses the name-based I/O API (``num_io_tensors``, ``get_tensor_name``,
+``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``) with torch CUDA tensors as
+device buffers, so neither pycuda nor cuda-python is needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ArtifactError, BackendUnavailable, IcnetDeployError
+from ..fileio import atomic_write_bytes
+from .base import Runner
+
+__all__ = ["require", "gpu_info", "build_serialized_engine", "EngineBuild", "TensorRTRunner", "check_compatible",
+           "INSTALL_HINT"]
+
+INSTALL_HINT = "pip install icnet-deploy[tensorrt] (TensorRT ≥ 10 from NVIDIA's index) on a machine with an NVIDIA GPU"
+
+
+def _import_tensorrt() -> Any:
+    try:
+        import tensorrt
+    except ImportError:
+        raise BackendUnavailable(f"TensorRT is not installed: {INSTALL_HINT}") from None
+    return tensorrt
+
+
+def require() -> Any:
+    """The ``tensorrt`` module, if it imports and a CUDA GPU is visible; else ``BackendUnavailable``."""
+    trt = _import_tensorrt()
+    import torch
+
+    if not torch.cuda.is_available():
+        raise BackendUnavailable("TensorRT needs an NVIDIA GPU, and torch sees no CUDA device here")
+    return trt
+
+
+def gpu_info(device: int = 0) -> dict[str, Any]:
+    """GPU name and compute capability (what an engine is tied to)."""
+    import torch
+
+    major, minor = torch.cuda.get_device_capability(device)
+    return {"gpu": torch.cuda.get_device_name(device), "compute_capability": f"{major}.{minor}"}
+
+
+def _logger(trt: Any) -> Any:
+    return trt.Logger(trt.Logger.WARNING)
+
+
+@dataclass
+class EngineBuild:
+    engine: bytes  # the serialised engine (plan)
+    details: dict = field(default_factory=dict)  # for the manifest: GPU, TensorRT, profile, timing cache
+    versions: dict = field(default_factory=dict)
+
+
+def _profile_shapes(input_shape: list, hw: tuple[int, int]) -> tuple[tuple, tuple, tuple]:
+    """min/opt/max for a dynamic N×3×H×W input: batch 1..2×N, sizes from 64 to 2× the optimum."""
+    h, w = hw
+    n = input_shape[0] if isinstance(input_shape[0], int) else 1
+    return (1, 3, 64, 64), (n, 3, h, w), (max(2 * n, 2), 3, 2 * h, 2 * w)
+
+
+def build_serialized_engine(onnx_path: str | Path, *, dynamic: bool = False, shape: tuple[list, tuple[int, int]] | None = None,
+                            workspace_mib: int = 4096, timing_cache: str | Path | None = None,
+                            device: int = 0) -> EngineBuild:
+    """Parse ``onnx_path`` into a strongly typed network and build a serialised engine.
+
+    ``shape`` = (the manifest's input_shape, (height, width) to optimise for) sets the
+    optimisation profile of a ``dynamic`` model. ``timing_cache``: read if it exists, written
+    (atomically) after the build, so rebuilds on the same GPU skip kernel timing.
+    """
+    trt = require()
+    import torch
+
+    torch.cuda.set_device(device)
+    logger = _logger(trt)
+    builder = trt.Builder(logger)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors)) or "unknown parser error"
+        raise ArtifactError(f"{onnx_path}: TensorRT's ONNX parser rejects it: {errors.splitlines()[0]}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mib) << 20)
+
+    cache_path = Path(timing_cache) if timing_cache else None
+    cache_bytes = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
+    cache = config.create_timing_cache(cache_bytes)
+    config.set_timing_cache(cache, ignore_mismatch=False)
+
+    profile_info = None
+    if dynamic:
+        if shape is None:
+            raise IcnetDeployError("a dynamic model needs the shape to optimise for")
+        input_shape, hw = shape
+        lo, opt, hi = _profile_shapes(input_shape, hw)
+        profile = builder.create_optimization_profile()
+        profile.set_shape(network.get_input(0).name, lo, opt, hi)
+        config.add_optimization_profile(profile)
+        profile_info = {"min": list(lo), "opt": list(opt), "max": list(hi)}
+
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise ArtifactError(f"{onnx_path}: TensorRT could not build an engine (see the TensorRT log above)")
+    if cache_path is not None:
+        atomic_write_bytes(cache_path, bytes(memoryview(config.get_timing_cache().serialize())))
+    details = {
+        **gpu_info(device),
+        "tensorrt": trt.__version__,
+        "network": "strongly typed (precision from the ONNX graph)",
+        "workspace_mib": int(workspace_mib),
+        "timing_cache": str(cache_path) if cache_path else None,
+        "optimization_profile": profile_info,
+    }
+    return EngineBuild(engine=bytes(memoryview(plan)), details=details, versions={"tensorrt": trt.__version__})
+
+
+def check_compatible(path: str | Path, manifest: Any, trt: Any, device: int = 0) -> None:
+    """Refuse an engine built with another TensorRT version or for another GPU architecture."""
+    built_trt = manifest.details.get("tensorrt") or manifest.versions.get("tensorrt")
+    if built_trt and built_trt != trt.__version__:
+        raise ArtifactError(f"{path}: engine was built with TensorRT {built_trt}, this is TensorRT {trt.__version__}; "
+                            "rebuild it here with build-engine --backend tensorrt")
+    here = gpu_info(device)
+    built_cc = manifest.details.get("compute_capability")
+    if built_cc and built_cc != here["compute_capability"]:
+        raise ArtifactError(f"{path}: engine was built for a {manifest.details.get('gpu')} (compute capability {built_cc}), "
+                            f"this GPU is a {here['gpu']} ({here['compute_capability']}); rebuild it on this GPU")
+
+
+def _torch_dtype(trt: Any, dtype: Any) -> Any:
+    import torch
+
+    table = {trt.float32: torch.float32, trt.float16: torch.float16, trt.int8: torch.int8, trt.int32: torch.int32,
+             trt.bool: torch.bool, trt.uint8: torch.uint8}
+    for name, tdt in (("int64", torch.int64), ("bfloat16", torch.bfloat16)):
+        if hasattr(trt, name):
+            table[getattr(trt, name)] = tdt
+    try:
+        return table[dtype]
+    except KeyError:
+        raise ArtifactError(f"engine tensor type {dtype} has no torch equivalent") from None
+
+
+class TensorRTRunner(Runner):
+    """Runs a serialised TensorRT engine built by ``build-engine --backend tensorrt``.
+
+    ``infer`` takes float32 N×3×H×W numpy (cast to the engine's input type), copies it to the
+    GPU, runs ``execute_async_v3`` on a private CUDA stream and returns numpy (logits float32).
+    """
+
+    backend = "tensorrt"
+
+    def __init__(self, path: str | Path, *, manifest: Any = None, device: str = "cuda", name: str = "") -> None:
+        from ..manifest import read_manifest
+
+        self.path = Path(path)
+        manifest = manifest if manifest is not None else read_manifest(self.path)
+        if manifest.format != "tensorrt":
+            raise ArtifactError(f"{self.path}: is a {manifest.format} artifact, not a TensorRT engine")
+        super().__init__(name or f"tensorrt-{manifest.precision}")
+        if not str(device).startswith("cuda"):
+            raise IcnetDeployError(f"TensorRT runs on a CUDA device, not {device!r}")
+        self.manifest, self.precision, self.device = manifest, manifest.precision, str(device)
+        self.device_index = int(self.device.split(":", 1)[1]) if ":" in self.device else 0
+        batch = manifest.input_shape[0]
+        self.batch_size = batch if isinstance(batch, int) else None
+        if manifest.input_hw is not None:
+            self.input_height, self.input_width = manifest.input_hw
+        self.size_rule = dict(manifest.size_rule)
+        self.output_kind, self.num_classes = manifest.output_kind, manifest.num_classes
+        self.mean, self.std = tuple(manifest.mean), tuple(manifest.std)
+
+    def _activate_impl(self) -> None:
+        trt = require()
+        import torch
+
+        check_compatible(self.path, self.manifest, trt, self.device_index)
+        torch.cuda.set_device(self.device_index)
+        self._trt = trt
+        self._runtime = trt.Runtime(_logger(trt))
+        self._engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
+        if self._engine is None:
+            raise ArtifactError(f"{self.path}: TensorRT {trt.__version__} cannot deserialise this engine")
+        self._context = self._engine.create_execution_context()
+        self._stream = torch.cuda.Stream(device=self.device_index)
+        self._inputs, self._outputs = [], []
+        for i in range(self._engine.num_io_tensors):
+            tname = self._engine.get_tensor_name(i)
+            is_input = self._engine.get_tensor_mode(tname) == trt.TensorIOMode.INPUT
+            (self._inputs if is_input else self._outputs).append(tname)
+        if len(self._inputs) != 1 or not self._outputs:
+            raise ArtifactError(f"{self.path}: expected one input and at least one output, got {self._inputs} / {self._outputs}")
+
+    def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        trt, engine, context = self._trt, self._engine, self._context
+        name_in = self._inputs[0]
+        x = torch.from_numpy(batch).to(f"cuda:{self.device_index}", non_blocking=False)
+        x = x.to(_torch_dtype(trt, engine.get_tensor_dtype(name_in))).contiguous()
+        if not context.set_input_shape(name_in, tuple(x.shape)):
+            raise IcnetDeployError(f"{self.name}: input shape {tuple(x.shape)} is outside the engine's profile")
+        context.set_tensor_address(name_in, x.data_ptr())
+        outputs = {}
+        for tname in self._outputs:
+            shape = tuple(context.get_tensor_shape(tname))
+            out = torch.empty(shape, dtype=_torch_dtype(trt, engine.get_tensor_dtype(tname)), device=x.device)
+            context.set_tensor_address(tname, out.data_ptr())
+            outputs[tname] = out
+        self._stream.wait_stream(torch.cuda.current_stream())  # x was written on the default stream
+        if not context.execute_async_v3(self._stream.cuda_stream):
+            raise IcnetDeployError(f"{self.name}: TensorRT execution failed (see the TensorRT log)")
+        self._stream.synchronize()
+        out = outputs.get(self.manifest.output_name, next(iter(outputs.values())))
+        result = out.cpu().numpy()
+        return result.astype(np.float32) if self.output_kind == "logits" and result.dtype != np.float32 else result
+
+    def _deactivate_impl(self) -> None:
+        for attr in ("_context", "_engine", "_runtime", "_stream"):
+            if hasattr(self, attr):
+                delattr(self, attr)
+
+    def _describe_impl(self) -> dict[str, Any]:
+        return {"device": self.device, "precision": self.precision, "provider": "TensorRT",
+                "tensorrt": self.manifest.details.get("tensorrt"), "gpu": self.manifest.details.get("gpu"),
+                "artifact": str(self.path)}

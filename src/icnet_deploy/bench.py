@@ -1,0 +1,391 @@
+"""Latency, throughput and memory of engines, always side by side with the eager baseline.
+
+``bench(["build/icnet_int8.onnx"])`` measures the eager model and each engine **in the same run**:
+
+* **Interleaved, round-robin.** After ``warmup`` calls each, every iteration runs every engine
+  once, in an order that rotates each iteration, so background load (a training job, a browser,
+  thermal throttling) hits all engines alike instead of whichever happened to run last.
+* **Two timings.** ``compute``: ``runner.infer`` on a ready float32 N×3×H×W batch (the engine and
+  its host↔device copies). ``end_to_end``: from uint8 H×W×3 images at ``size`` to uint8 labels at
+  ``size`` — resize to the engine's input, normalise, infer, map back (see ``infer.to_labels``).
+* **Spread, not the best run.** p50/p90/p99, mean, std, min and max in ms; ``cv`` (std/mean) and
+  a ``noisy`` flag when it exceeds 10 %; the 1-minute load average before and after the run.
+  Throughput is images/s from the *mean* latency (batch · 1000 / mean ms).
+* **Memory, each engine in a fresh process.** A process's peak RSS only ever grows, so engines
+  measured in one process would hide each other. ``measure_memory`` starts
+  ``python -m icnet_deploy.bench --probe ENGINE`` per engine; the probe imports torch and
+  onnxruntime, reads its high-water mark (``VmHWM`` in ``/proc/self/status``; ``ru_maxrss`` where
+  there is no /proc), loads the engine, runs warm-up and a few calls, and reads it again.
+  ``peak_rss_mib`` is the absolute peak; ``engine_rss_mib`` the growth over the post-import
+  baseline, i.e. what the engine (weights, workspace, activations, arena) costs. On CUDA the
+  probe also reports ``torch.cuda.max_memory_allocated`` (torch-allocated memory: eager, and
+  buffers of runners that allocate through torch) and the growth of device memory in use
+  (``cudaMemGetInfo``, which also sees ONNX Runtime's and TensorRT's own allocations, and any
+  other process's).
+* **Ratios vs eager**: speed-up (eager p50 / engine p50, compute and end-to-end) and memory.
+
+Default size: the first static engine's input size, else 1024×2048. An engine with a static
+input runs compute-only at its own size whatever ``size`` says (the table shows it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .backends.base import Runner
+from .errors import IcnetDeployError
+
+__all__ = ["bench", "BenchReport", "latency_stats", "measure_memory", "DEFAULT_SIZE", "NOISY_CV"]
+
+DEFAULT_SIZE = (1024, 2048)
+NOISY_CV = 0.10
+SCENE_SEED = 960_000
+PROBE_ITERS = 3
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+def latency_stats(ms: Sequence[float], batch: int = 1) -> dict[str, float]:
+    """p50/p90/p99, mean, std, min, max (ms), cv and throughput (images/s from the mean) of samples."""
+    a = np.asarray(ms, dtype=np.float64)
+    if a.size == 0:
+        raise IcnetDeployError("no timing samples")
+    mean = float(a.mean())
+    std = float(a.std(ddof=1)) if a.size > 1 else 0.0
+    return {
+        "p50_ms": float(np.percentile(a, 50)), "p90_ms": float(np.percentile(a, 90)),
+        "p99_ms": float(np.percentile(a, 99)), "mean_ms": mean, "std_ms": std,
+        "min_ms": float(a.min()), "max_ms": float(a.max()), "cv": std / mean if mean > 0 else 0.0,
+        "images_per_s": batch * 1000.0 / mean if mean > 0 else 0.0, "samples": int(a.size),
+        "noisy": bool(mean > 0 and std / mean > NOISY_CV),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# memory: one fresh process per engine
+# --------------------------------------------------------------------------------------------
+def _peak_rss_mib() -> float:
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
+
+
+def _probe(spec: str, size: tuple[int, int], batch: int, device: str, provider: str | None, threads: int | None,
+           warmup: int, iters: int, checkpoint: str | None, like: str | None = None) -> dict[str, Any]:
+    """Run in a fresh process: the peak memory of loading and running one engine."""
+    import torch
+
+    try:  # imported for the baseline whichever engine runs, so baselines are comparable
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        pass
+    from .backends.loader import EAGER, eager_reference, load
+
+    cuda = device.startswith("cuda") and torch.cuda.is_available()
+    if cuda:
+        torch.cuda.init()
+        free_before = torch.cuda.mem_get_info()[0]
+        torch.cuda.reset_peak_memory_stats()
+    baseline = _peak_rss_mib()
+    if spec == EAGER or spec.startswith(EAGER + "-"):
+        precision = spec.split("-", 1)[1] if "-" in spec else "fp32"
+        from .manifest import read_manifest
+
+        manifest = read_manifest(like) if like else None  # the same weights/config the timed baseline used
+        runner = eager_reference(manifest, checkpoint, like, strict=False, device=device, precision=precision,
+                                 threads=threads)
+    else:
+        runner = load(spec, device=device, provider=provider, threads=threads)
+    with runner:
+        x = _batch_for(runner, _image(size), batch)
+        for _ in range(warmup + iters):
+            runner.infer(x)
+        result = {"baseline_rss_mib": baseline, "peak_rss_mib": _peak_rss_mib()}
+        if cuda:
+            torch.cuda.synchronize()
+            result["torch_device_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+            result["device_in_use_delta_mib"] = (free_before - torch.cuda.mem_get_info()[0]) / 2**20
+    result["engine_rss_mib"] = result["peak_rss_mib"] - baseline
+    return result
+
+
+def measure_memory(spec: str, *, size: tuple[int, int], batch: int = 1, device: str = "cpu",
+                   provider: str | None = None, threads: int | None = None, warmup: int = 1,
+                   iters: int = PROBE_ITERS, checkpoint: str | Path | None = None, like: str | Path | None = None,
+                   timeout: float = 600) -> dict[str, Any]:
+    """Peak host (and device) memory of one engine, measured in a fresh Python process (MiB).
+
+    For ``spec="eager"``, ``checkpoint`` and ``like`` (an artifact) choose the weights as ``bench`` does.
+    """
+    args = [sys.executable, "-m", "icnet_deploy.bench", "--probe", str(spec), "--size", f"{size[0]}x{size[1]}",
+            "--batch", str(batch), "--device", device, "--warmup", str(warmup), "--iters", str(iters)]
+    if provider:
+        args += ["--provider", provider]
+    if threads:
+        args += ["--threads", str(threads)]
+    if checkpoint:
+        args += ["--checkpoint", str(checkpoint)]
+    if like:
+        args += ["--like", str(like)]
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"memory probe timed out after {timeout:.0f} s"}
+    if done.returncode != 0:
+        lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
+        return {"error": lines[-1] if lines else f"memory probe exited {done.returncode}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------------------------
+# timing
+# --------------------------------------------------------------------------------------------
+def _image(size: tuple[int, int]) -> np.ndarray:
+    from .data.synthetic import generate_scene
+
+    return generate_scene(SCENE_SEED, *size)[0]
+
+
+def _batch_for(runner: Runner, image: np.ndarray, batch: int) -> np.ndarray:
+    from .infer import prepare
+
+    n = runner.batch_size or batch
+    return np.repeat(prepare(runner, image), n, axis=0)
+
+
+def _end_to_end(runner: Runner, images: list[np.ndarray]) -> None:
+    from .infer import prepare, to_labels
+
+    n = runner.batch_size or len(images)
+    x = np.concatenate([prepare(runner, im) for im in images], axis=0)
+    if x.shape[0] < n:
+        x = np.concatenate([x, np.repeat(x[-1:], n - x.shape[0], axis=0)], axis=0)
+    out = runner.infer(x)
+    for k, im in enumerate(images):
+        to_labels(out[k], runner.output_kind, im.shape[:2])
+
+
+@dataclass
+class BenchReport:
+    """Per engine: what it is, compute and end-to-end latency stats, memory, ratios vs eager."""
+
+    engines: list[dict]
+    size: list[int]
+    batch: int
+    iters: int
+    warmup: int
+    device: str
+    environment: dict
+    method: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def engine(self, name: str) -> dict:
+        for e in self.engines:
+            if e["name"] == name or e["spec"] == name:
+                return e
+        raise KeyError(name)
+
+
+def _environment() -> dict[str, Any]:
+    import platform
+
+    from .manifest import library_versions
+
+    env = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+           "versions": library_versions("torch", "onnxruntime", "onnxruntime-gpu", "tensorrt"),
+           "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+    try:
+        env["loadavg_before"] = os.getloadavg()[0]
+    except OSError:
+        pass
+    return env
+
+
+def _default_size(runners: Sequence[Runner]) -> tuple[int, int]:
+    for r in runners:
+        if r.input_height is not None:
+            return int(r.input_height), int(r.input_width)
+    return DEFAULT_SIZE
+
+
+def bench(
+    engines: Sequence[str | Path] = (),
+    *,
+    size: tuple[int, int] | None = None,
+    batch: int = 1,
+    iters: int = 20,
+    warmup: int = 3,
+    device: str = "cpu",
+    provider: str | None = None,
+    threads: int | None = None,
+    checkpoint: str | Path | None = None,
+    memory: bool = True,
+    end_to_end: bool = True,
+    progress: Progress | None = None,
+) -> BenchReport:
+    """Benchmark ``engines`` next to the eager baseline (always measured, listed first).
+
+    ``engines``: artifact paths (or ``"eager-fp16"`` on CUDA). ``size``: the H×W of the images
+    (default: see the module docstring). ``batch``: images per call (engines with a static batch
+    use theirs). ``iters`` timed calls per engine and mode after ``warmup``. ``threads``: CPU
+    threads for every engine alike (None: each framework's default). ``checkpoint``: the eager
+    baseline's weights (default: the first engine's own checkpoint when found — same config —
+    else the shipped one). ``memory``: also measure each engine's peak memory in a fresh process
+    (slower: one process start and model load per engine).
+    """
+    from .backends.loader import EAGER, eager_reference, load
+
+    if iters < 1 or warmup < 0 or batch < 1:
+        raise IcnetDeployError(f"need iters ≥ 1, warmup ≥ 0, batch ≥ 1 (got {iters}, {warmup}, {batch})")
+    specs = [str(e) for e in engines if str(e) != EAGER]
+    runners: list[Runner] = []
+    for spec in specs:
+        if spec.startswith(EAGER + "-"):
+            runners.append(load(None, device=device, precision=spec.split("-", 1)[1], threads=threads, name=spec))
+        else:
+            runners.append(load(spec, device=device, provider=provider, threads=threads))
+    first_manifest = next((r.manifest for r in runners if r.manifest is not None), None)
+    first_artifact = next((s for s, r in zip(specs, runners) if r.manifest is not None), None)
+    eager = eager_reference(first_manifest, checkpoint, first_artifact, strict=False, device=device, threads=threads,
+                            name=EAGER)
+    runners.insert(0, eager)
+    specs.insert(0, EAGER)
+    # engines are named by their file (two fp32 ONNX files would otherwise both be "onnx-fp32")
+    names = _unique_names([s if s.startswith(EAGER) else Path(s).name for s in specs])
+    size = tuple(size) if size else _default_size(runners)  # type: ignore[assignment]
+    env = _environment()
+
+    results = [{"name": n, "spec": s} for n, s in zip(names, specs)]
+    for res, runner in zip(results, runners):
+        if runner.batch_size is not None and runner.batch_size != batch:
+            res["note"] = f"static batch {runner.batch_size} (asked {batch})"
+        runner.activate()
+    try:
+        image = _image(size)
+        images = [image] * batch
+        inputs = [_batch_for(r, image, batch) for r in runners]
+        for res, r, x in zip(results, runners, inputs):
+            res["describe"] = r.describe()
+            res["input_size"] = list(x.shape[2:])
+            res["batch"] = int(x.shape[0])
+        modes = ["compute"] + (["end_to_end"] if end_to_end else [])
+        samples: dict[str, list[list[float]]] = {m: [[] for _ in runners] for m in modes}
+        total = (warmup + iters) * len(runners) * len(modes)
+        done = 0
+        for it in range(warmup + iters):
+            shift = it % len(runners)
+            order = list(range(shift, len(runners))) + list(range(shift))  # rotate who goes first
+            for mode in modes:
+                for k in order:
+                    r = runners[k]
+                    t = time.perf_counter()
+                    if mode == "compute":
+                        r.infer(inputs[k])
+                    else:
+                        _end_to_end(r, images)
+                    ms = (time.perf_counter() - t) * 1e3
+                    if it >= warmup:
+                        samples[mode][k].append(ms)
+                    done += 1
+                    if progress:
+                        progress("warm-up" if it < warmup else "timing", done, total)
+    finally:
+        for r in runners:
+            r.deactivate()
+    try:
+        env["loadavg_after"] = os.getloadavg()[0]
+    except OSError:
+        pass
+    for k, res in enumerate(results):
+        for mode in modes:
+            res[mode] = latency_stats(samples[mode][k], res["batch"])
+
+    if memory:
+        for k, (res, spec) in enumerate(zip(results, specs)):
+            if progress:
+                progress("memory", k, len(results))
+            res["memory"] = measure_memory(spec, size=size, batch=batch, device=device, provider=provider, threads=threads,
+                                           checkpoint=checkpoint if k == 0 else None, like=first_artifact if k == 0 else None)
+    base = results[0]
+    for res in results:
+        vs: dict[str, Any] = {}
+        for mode in modes:
+            vs[f"{mode}_speedup"] = base[mode]["p50_ms"] / res[mode]["p50_ms"] if res[mode]["p50_ms"] > 0 else None
+        mem, base_mem = res.get("memory") or {}, base.get("memory") or {}
+        if "engine_rss_mib" in mem and base_mem.get("engine_rss_mib"):
+            vs["rss_ratio"] = mem["engine_rss_mib"] / base_mem["engine_rss_mib"]
+        res["vs_eager"] = vs
+    return BenchReport(
+        engines=results, size=list(size), batch=batch, iters=iters, warmup=warmup, device=device, environment=env,
+        method={
+            "order": "round-robin, rotating the first engine each iteration; warm-up calls not timed",
+            "compute": "runner.infer on a ready float32 N×3×H×W batch (includes host↔device copies)",
+            "end_to_end": "uint8 images at size → resize/normalise → infer → labels at size",
+            "throughput": "images/s = batch·1000 / mean latency",
+            "memory": "fresh process per engine: VmHWM after imports vs after load + warm-up + "
+                      f"{PROBE_ITERS} calls (engine_rss_mib = the growth); CUDA: torch.cuda.max_memory_allocated "
+                      "and the growth of device memory in use",
+            "threads": threads or "framework default",
+        },
+    )
+
+
+def _unique_names(labels: Sequence[str]) -> list[str]:
+    names: list[str] = []
+    for base in labels:
+        name, k = base, 2
+        while name in names:
+            name, k = f"{base}#{k}", k + 1
+        names.append(name)
+    return names
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    """``python -m icnet_deploy.bench --probe ENGINE …``: the fresh-process memory probe (prints JSON)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m icnet_deploy.bench")
+    parser.add_argument("--probe", required=True)
+    parser.add_argument("--size", default="1024x2048")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--provider")
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--iters", type=int, default=PROBE_ITERS)
+    parser.add_argument("--checkpoint")
+    parser.add_argument("--like")
+    args = parser.parse_args(argv)
+    h, w = (int(v) for v in args.size.lower().split("x"))
+    try:
+        result = _probe(args.probe, (h, w), args.batch, args.device, args.provider, args.threads, args.warmup,
+                        args.iters, args.checkpoint, args.like)
+    except IcnetDeployError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

@@ -1,0 +1,392 @@
+"""``build_engine``: an fp32 ONNX export → an FP16 or calibrated INT8 engine, with its manifest.
+
+backend × precision:
+
+================  ===========================================  ============================================
+                  ``onnxruntime`` (default)                      ``tensorrt``
+================  ===========================================  ============================================
+``fp16``          fp16 ONNX with fp32 islands (ORT CPU runs it   the same fp16 ONNX, parsed into a strongly
+                  for accuracy only — it is *not* faster on     typed network → serialised engine
+                  CPU; ORT CUDA / TensorRT EP run it for speed)
+``int8``          QDQ ONNX; ``target="cpu"``: uint8             the QDQ ONNX (``target="tensorrt"``: int8
+                  activations (ORT's VNNI kernels)              activations, zero point 0) → engine
+================  ===========================================  ============================================
+
+Every engine gets a manifest (``X.json``; ONNX engines also embed it) with the precision, the
+calibration (method, cache sha256, image-set sha256), the layers kept in fp32 and why, the target,
+and the parity measured at build time against the fp32 graph in ONNX Runtime on held-out images:
+generated scenes (seeds ``check.HELDOUT_SEED``…, disjoint from calibration's) with their labels
+(so the mIoU drop is known too) and the shipped real photographs. Parity is recorded, not enforced:
+``icnet-deploy check`` is the gate.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ArtifactError, IcnetDeployError
+from .fileio import atomic_path
+from .manifest import ONNX_METADATA_KEY, Manifest, library_versions, manifest_path, read_manifest, write_manifest
+
+__all__ = ["build_engine", "held_out_parity", "PRECISIONS", "BACKENDS", "DEFAULT_TARGET_AGREEMENT"]
+
+PRECISIONS = ("fp16", "int8")
+BACKENDS = ("onnxruntime", "tensorrt")
+DEFAULT_TARGET_AGREEMENT = 99.5  # percent: what the int8 parity gate asks for
+DEFAULT_SIZE = (1024, 2048)  # calibration/parity size for dynamic exports
+PARITY_SCENES = 3
+SEARCH_IMAGES = 4
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+def _noop(_stage: str, _done: int, _total: int) -> None:
+    pass
+
+
+# --------------------------------------------------------------------------------------------
+# parity on held-out images
+# --------------------------------------------------------------------------------------------
+def _held_out(height: int, width: int, scenes: int) -> list[tuple[str, str, np.ndarray, np.ndarray | None]]:
+    """(name, kind, uint8 image at height×width, labels or None): generated scenes + real photos."""
+    from .assets import real_photos
+    from .check import heldout_scenes
+    from .data.folders import read_rgb
+    from .data.transforms import resize_image, resize_labels
+
+    out = []
+    for name, image, labels in heldout_scenes(scenes, height, width) if scenes else []:
+        out.append((name, "scenes", image, resize_labels(labels, (height, width))))
+    for path in real_photos():
+        out.append((path.name, "photos", np.ascontiguousarray(resize_image(read_rgb(path), (height, width))), None))
+    return out
+
+
+def held_out_parity(reference: Any, candidate: Any, *, mean: Sequence[float], std: Sequence[float],
+                    height: int, width: int, scenes: int = PARITY_SCENES, threads: int | None = None,
+                    progress: Progress | None = None) -> dict[str, Any]:
+    """Pixel agreement (percent) of ``candidate`` with ``reference`` (ONNX paths, bytes or protos;
+    logits graphs) on held-out scenes and the real photos, per set (pooled pixels and worst
+    image), max/mean |Δlogit|, and on the scenes the mIoU of each against ground truth."""
+    from .backends.onnxruntime import create_session
+    from .data.transforms import preprocess
+    from .metrics import ConfusionMatrix
+
+    say = progress or _noop
+
+    def session(model: Any) -> Any:
+        data = model if isinstance(model, (str, Path, bytes)) else model.SerializeToString()
+        return create_session(data, threads=threads)
+
+    ref, cand = session(reference), session(candidate)
+    name_in = ref.get_inputs()[0].name
+    images = _held_out(height, width, scenes)
+    sets: dict[str, dict[str, Any]] = {}
+    cms: dict[str, tuple[Any, Any]] = {}
+    max_err = 0.0
+    for i, (name, kind, image, labels) in enumerate(images):
+        say("parity on held-out images", i, len(images))
+        x = preprocess(image, mean, std)
+        a = ref.run(None, {name_in: x})[0].astype(np.float32)
+        b = cand.run(None, {cand.get_inputs()[0].name: x.astype(np.float16) if cand.get_inputs()[0].type == "tensor(float16)" else x})[0]
+        b = b.astype(np.float32)
+        la, lb = a.argmax(1)[0], b.argmax(1)[0]
+        agree = float((la == lb).mean()) * 100
+        err = float(np.abs(a - b).max())
+        max_err = max(max_err, err)
+        s = sets.setdefault(kind, {"images": [], "agree_pixels": 0, "pixels": 0})
+        s["images"].append({"image": name, "agreement_pct": round(agree, 4), "max_abs_logit_error": round(err, 4)})
+        s["agree_pixels"] += int((la == lb).sum())
+        s["pixels"] += la.size
+        if labels is not None:
+            cm_ref, cm_cand = cms.setdefault(kind, (ConfusionMatrix(a.shape[1]), ConfusionMatrix(a.shape[1])))
+            cm_ref.update(labels, la)
+            cm_cand.update(labels, lb)
+    say("parity on held-out images", len(images), len(images))
+    result: dict[str, Any] = {"reference": "fp32 ONNX in ONNX Runtime (CPU)", "size": [height, width],
+                              "max_abs_logit_error": round(max_err, 4), "sets": {}}
+    for kind, s in sets.items():
+        entry = {"agreement_pct": round(100.0 * s["agree_pixels"] / s["pixels"], 4),
+                 "worst_image_pct": min(r["agreement_pct"] for r in s["images"]), "images": s["images"]}
+        if kind in cms:
+            r, c = (cm.scores().miou for cm in cms[kind])
+            entry.update(fp32_miou=round(r, 3), engine_miou=round(c, 3), miou_drop=round(r - c, 3))
+        result["sets"][kind] = entry
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+def _check_output(output: Path) -> None:
+    if output.is_dir():
+        raise IcnetDeployError(f"{output}: is a directory; give a file name like icnet_int8.onnx")
+    for parent in output.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise IcnetDeployError(f"{output}: cannot write here: {parent} is a file, not a directory")
+            break
+
+
+def _embed(proto: Any, manifest: Manifest) -> None:
+    import onnx
+
+    keep = [p for p in proto.metadata_props if p.key != ONNX_METADATA_KEY]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(keep)
+    proto.metadata_props.append(onnx.StringStringEntryProto(key=ONNX_METADATA_KEY, value=manifest.to_json()))
+
+
+def _write_onnx(output: Path, proto: Any, manifest: Manifest) -> None:
+    """ONNX file (manifest embedded) and sidecar; neither is left behind if either fails."""
+    _embed(proto, manifest)
+    with atomic_path(output) as tmp:
+        tmp.write_bytes(proto.SerializeToString())
+    try:
+        write_manifest(output, manifest)
+    except BaseException:
+        output.unlink(missing_ok=True)
+        manifest_path(output).unlink(missing_ok=True)
+        raise
+
+
+def _source(model: str | Path) -> tuple[Path, Manifest, Any]:
+    import onnx
+
+    path = Path(model)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: ONNX model not found")
+    manifest = read_manifest(path)
+    if manifest.format != "onnx":
+        raise ArtifactError(f"{path}: is a {manifest.format} artifact; build-engine starts from an fp32 ONNX export")
+    if manifest.precision != "fp32":
+        raise ArtifactError(f"{path}: is already {manifest.precision}; build-engine starts from the fp32 export")
+    if manifest.output_kind != "logits":
+        raise ArtifactError(f"{path}: outputs {manifest.output_kind}; build engines from a logits export "
+                            "(ArgMax has no gradient of error to calibrate or compare against)")
+    try:
+        proto = onnx.load(str(path))
+    except Exception as exc:  # noqa: BLE001
+        raise ArtifactError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
+    return path, manifest, proto
+
+
+def _engine_manifest(src: Manifest, src_path: Path, *, fmt: str, precision: str, target: str, details: dict,
+                     versions: dict) -> Manifest:
+    from .hashing import sha256_file
+
+    return replace(
+        src, format=fmt, precision=precision, target=target, parent_sha256=src.sha256 or sha256_file(src_path),
+        sha256=None, created="", versions=versions,
+        details={"parent": str(src_path), "opset": src.details.get("opset"), **details},
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# the public entry point
+# --------------------------------------------------------------------------------------------
+def build_engine(
+    model: str | Path,
+    output: str | Path,
+    *,
+    precision: str,
+    backend: str = "onnxruntime",
+    target: str | None = None,
+    calib: str | Path | None = None,
+    calib_method: str = "percentile",
+    calib_cache: str | Path | None = None,
+    calib_limit: int | None = None,
+    percentile: float | None = None,
+    target_agreement: float | None = None,
+    fp32_layers: Sequence[str] | None = None,
+    search_images: int = SEARCH_IMAGES,
+    parity_scenes: int = PARITY_SCENES,
+    size: tuple[int, int] | None = None,
+    workspace_mib: int = 4096,
+    timing_cache: str | Path | None = None,
+    threads: int | None = None,
+    progress: Progress | None = None,
+) -> Manifest:
+    """Build an FP16 or INT8 engine from the fp32 ONNX export ``model``; returns its manifest.
+
+    ``precision``: ``"fp16"`` or ``"int8"``. ``backend``: ``"onnxruntime"`` (writes an ONNX
+    engine) or ``"tensorrt"`` (a serialised engine; needs ``tensorrt`` and a GPU). ``target``
+    (int8): ``"cpu"`` (uint8 activations, ORT CPU) or ``"tensorrt"`` (int8 activations with zero
+    point 0); default: ``cpu`` for onnxruntime, ``tensorrt`` for tensorrt.
+
+    INT8 calibration: images from ``calib`` (default: the shipped ``calib/``; the first
+    ``calib_limit``), ``calib_method`` ``percentile`` | ``entropy`` | ``minmax``. ``calib_cache``:
+    reused when the file exists (refused if made for another model, method or image set), else
+    written there; default: ``OUTPUT.calib.json`` beside the engine (always rewritten).
+
+    Layers kept in fp32: ``fp32_layers`` (node names) if given; else with ``target_agreement``
+    (percent) the sensitivity search picks the fewest that meet it on ``search_images``
+    calibration images; else the fixed rule (``quantize.default_fp32_nodes``).
+
+    ``size``: calibration and parity size for a dynamic export (default 1024×2048).
+    """
+    from . import quantize as Q
+
+    say = progress or _noop
+    started = time.perf_counter()
+    if precision not in PRECISIONS:
+        raise IcnetDeployError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if backend not in BACKENDS:
+        raise IcnetDeployError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    target = target or ("tensorrt" if backend == "tensorrt" else "cpu")
+    if target not in Q.TARGETS:
+        raise IcnetDeployError(f"unknown target {target!r}; use one of {', '.join(Q.TARGETS)}")
+    if backend == "tensorrt" and precision == "int8" and target != "tensorrt":
+        raise IcnetDeployError("TensorRT needs symmetric int8 activations: use target 'tensorrt' (the default) with backend tensorrt")
+    if calib_method not in Q.CALIB_METHODS:
+        raise IcnetDeployError(f"unknown calibration method {calib_method!r}; use one of {', '.join(Q.CALIB_METHODS)}")
+    if target_agreement is not None and not 0 < target_agreement <= 100:
+        raise IcnetDeployError(f"target agreement is a percentage in (0, 100], got {target_agreement}")
+    if calib_limit is not None and calib_limit < 1:
+        raise IcnetDeployError(f"calib_limit must be at least 1, got {calib_limit}")
+    output = Path(output)
+    _check_output(output)
+    if backend == "tensorrt":
+        from .backends import tensorrt as trt_backend
+
+        trt_backend.require()  # fail before any work when TensorRT or the GPU is missing
+
+    src_path, src, proto32 = _source(model)
+    height, width = src.input_hw or tuple(size or DEFAULT_SIZE)
+    details: dict[str, Any] = {"backend": backend}
+    versions = library_versions("onnx", "onnxruntime", "numpy")
+
+    loader = None
+    if precision == "int8":  # find bad calibration folders before any slow work
+        reuse = calib_cache is not None and Path(calib_cache).is_file()
+        if not reuse or calib is not None or (target_agreement is not None and fp32_layers is None):
+            loader = Q.ImageBatches.from_folder(calib, height=height, width=width, mean=src.mean, std=src.std,
+                                                limit=calib_limit)
+
+    with tempfile.TemporaryDirectory(prefix="icnet_build_") as tmpdir:
+        tmp = Path(tmpdir)
+        if precision == "fp16":
+            say("converting to fp16", 0, 1)
+            engine_proto = Q.convert_fp16(proto32)
+            kept = [n.name for n in engine_proto.graph.node if n.op_type in Q.FP16_KEEP_OPS]
+            details.update(
+                converter="onnxruntime.transformers.float16.convert_float_to_float16 (keep_io_types)",
+                fp32_ops=list(Q.FP16_KEEP_OPS),
+                fp32_layers={n: "fp32 island: Resize/MatMul (resampling, pyramid pooling reductions)" for n in kept},
+                io_dtype="float32",
+                note="ONNX Runtime CPU runs fp16 graphs for accuracy checks only (no fp16 kernels: not faster on CPU)",
+            )
+            say("converting to fp16", 1, 1)
+        else:
+            say("pre-processing (quant_pre_process)", 0, 1)
+            pre_path = Q.prepare_for_quantization(proto32, tmp / "pre.onnx")
+            import onnx
+
+            pre = onnx.load(str(pre_path))
+            gsha = Q.graph_sha256(proto32)
+            cache, cache_path = _calibration(
+                Q, pre, gsha, loader, output=output, explicit_calib=calib is not None, method=calib_method,
+                cache_path=calib_cache, percentile=percentile, height=height, width=width, progress=say)
+            if fp32_layers is not None:
+                names = {n.name for n in pre.graph.node}
+                unknown = [n for n in fp32_layers if n not in names]
+                if unknown:
+                    raise IcnetDeployError(f"fp32 layer {unknown[0]!r} is not a node of {src_path}")
+                keep = {n: "kept fp32 on request" for n in fp32_layers}
+                search = None
+            elif target_agreement is not None:
+                batches = [b for _, b in zip(range(search_images), loader)]
+                result = Q.sensitivity_search(pre, cache, batches, target_agreement=target_agreement, target=target,
+                                              threads=threads, progress=say)
+                keep = result.fp32_nodes
+                search = {k: v for k, v in result.to_dict().items() if k != "sensitivities"}
+                search["images"] = len(batches)
+                search["sensitivities"] = [
+                    {"node": s.node, "op": s.op_type, "score": s.score, "agreement_pct": round(s.agreement, 4)}
+                    for s in sorted(result.sensitivities, key=lambda s: -s.score)[:20]
+                ]
+            else:
+                keep = Q.default_fp32_nodes(pre)
+                search = None
+            say("inserting Q/DQ (onnxruntime QDQQuantizer)", 0, 1)
+            engine_proto = Q.quantize_qdq(pre, cache, target=target, exclude=keep)
+            say("inserting Q/DQ (onnxruntime QDQQuantizer)", 1, 1)
+            details.update(
+                quantizer="onnxruntime.quantization.QDQQuantizer (QDQ, per-channel)",
+                weights="int8, symmetric, per output channel",
+                activations="uint8, asymmetric (ORT CPU VNNI)" if target == "cpu" else "int8, symmetric, zero point 0 (TensorRT)",
+                activation_dtype="uint8" if target == "cpu" else "int8",
+                calibration={
+                    "method": cache.method, "percentile": cache.percentile, "cache": str(cache_path) if cache_path else None,
+                    "cache_sha256": cache.sha256(), "image_set_sha256": cache.image_set_sha256,
+                    "images": cache.images, "size": cache.input_size, "tensors": len(cache.ranges),
+                },
+                fp32_layers=keep,
+                fp32_rule="explicit" if fp32_layers is not None else ("sensitivity search" if search else "fixed rule"),
+                sensitivity_search=search,
+                target_agreement=target_agreement,
+            )
+        say("parity on held-out images", 0, 1)
+        parity = held_out_parity(proto32, engine_proto, mean=src.mean, std=src.std, height=height, width=width,
+                                 scenes=parity_scenes, threads=threads, progress=say)
+        details["parity"] = parity
+
+        if backend == "onnxruntime":
+            details["build_seconds"] = round(time.perf_counter() - started, 1)
+            manifest = _engine_manifest(src, src_path, fmt="onnx", precision=precision, target=target,
+                                        details=details, versions=versions)
+            say("writing", 0, 1)
+            _write_onnx(output, engine_proto, manifest)
+            return manifest
+
+        from .backends import tensorrt as trt_backend
+
+        onnx_path = tmp / "engine_input.onnx"
+        onnx_path.write_bytes(engine_proto.SerializeToString())
+        say("building the TensorRT engine", 0, 1)
+        info = trt_backend.build_serialized_engine(
+            onnx_path, dynamic=src.dynamic, shape=(src.input_shape, (height, width)), workspace_mib=workspace_mib,
+            timing_cache=Path(timing_cache) if timing_cache else output.with_name("tensorrt.timing.cache"),
+        )
+        details.update(info.details)
+        details["build_seconds"] = round(time.perf_counter() - started, 1)
+        versions.update(info.versions)
+        manifest = _engine_manifest(src, src_path, fmt="tensorrt", precision=precision, target="tensorrt",
+                                    details=details, versions=versions)
+        with atomic_path(output) as out_tmp:
+            out_tmp.write_bytes(info.engine)
+        try:
+            write_manifest(output, manifest)
+        except BaseException:
+            output.unlink(missing_ok=True)
+            raise
+        return manifest
+
+
+def _calibration(Q: Any, pre: Any, gsha: str, loader: Any, *, output: Path, explicit_calib: bool, method: str,
+                 cache_path: str | Path | None, percentile: float | None, height: int, width: int,
+                 progress: Progress) -> tuple[Any, Path]:
+    """(calibration cache, where it is): an existing ``cache_path`` is reused (after checks),
+    otherwise ``loader``'s images are calibrated and the cache written."""
+    if cache_path is not None and Path(cache_path).is_file():
+        cache = Q.CalibrationCache.load(cache_path, graph_sha256=gsha, method=method)
+        if list(cache.input_size) != [height, width]:
+            raise ArtifactError(f"{cache_path}: calibration cache was made at {cache.input_size[0]}×{cache.input_size[1]}, "
+                                f"this model takes {height}×{width}")
+        if explicit_calib and loader.image_set_sha256() != cache.image_set_sha256:
+            raise ArtifactError(f"{cache_path}: calibration cache was made from another image set than the --calib "
+                                "folder; delete the cache or leave out --calib to reuse it")
+        return cache, Path(cache_path)
+    pct = Q.DEFAULT_PERCENTILE if percentile is None else percentile
+    cache = Q.calibrate(pre, loader, method, percentile=pct, image_set_sha256=loader.image_set_sha256(),
+                        source_graph_sha256=gsha, progress=progress)
+    where = Path(cache_path) if cache_path is not None else output.with_name(output.name + ".calib.json")
+    cache.save(where)
+    return cache, where

@@ -1,0 +1,430 @@
+"""Folder inference: read → preprocess → run → postprocess → write, with the engine never starved.
+
+``infer_images(runner, "photos/", "out/")`` writes, for each input ``a/b.jpg`` (the input tree
+mirrored under ``out/``):
+
+* ``out/a/b_labelTrainIds.png`` — uint8 train ids (0..18), exactly the input's height × width
+* ``out/a/b_labelIds.png`` — the same as Cityscapes label ids (what the official scripts read)
+* ``out/a/b_color.png`` — the Cityscapes palette
+* ``out/a/b_overlay.jpg`` — the palette blended over the photograph (``overlay=False``: not written)
+
+Sizes. An engine with a static input gets every image resized (bilinear) to that size; a
+dynamic engine (eager, dynamic ONNX) runs at the image's own size (raised to the size rule's
+minimum / multiple when needed). The result is mapped back to the input size by one of:
+
+* ``none`` — the engine ran at the image's size;
+* ``logits-bilinear`` — logits engines: the N×C logits are resized bilinearly (as the model's own
+  upsampling does) and then argmax'ed, when that costs at most ``LOGITS_RESIZE_BUDGET`` values
+  (2**26 floats = 256 MiB; a 1024×2048 output with 19 classes is 40 M);
+* ``labels-nearest`` — labels engines, and logits beyond that budget: the label map is resized
+  with nearest neighbour (ids are never blended).
+
+The report counts which method each image got.
+
+Pipeline. A reader pool decodes (``read_rgb``: EXIF orientation, grayscale, RGBA, 16-bit) and
+preprocesses ahead of the engine, into a bounded window of pending results, so at most
+``2·batch + readers`` decoded images wait in memory; the calling thread only batches and runs
+the engine; a writer pool postprocesses and encodes. A file that cannot be decoded is recorded
+(path and reason) and skipped — nothing is written for it — and the rest go on; the caller
+decides what a non-empty ``report.failures`` means (the CLI exits 2). Each image's files are
+written to temporary names and renamed together, so an error leaves no partial output.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .backends.base import MIN_SIZE, Runner
+from .data.transforms import preprocess, resize_image, resize_labels
+from .errors import DataError, IcnetDeployError
+
+__all__ = [
+    "infer_images",
+    "InferReport",
+    "collect_inputs",
+    "output_paths",
+    "engine_input_size",
+    "prepare",
+    "to_labels",
+    "predict",
+    "LOGITS_RESIZE_BUDGET",
+    "SUFFIXES",
+]
+
+LOGITS_RESIZE_BUDGET = 2**26  # C·H·W float32 values resized bilinearly at most (256 MiB); else labels by nearest
+SUFFIXES = {"train_ids": "_labelTrainIds.png", "label_ids": "_labelIds.png", "color": "_color.png", "overlay": "_overlay.jpg"}
+OVERLAY_ALPHA = 0.5
+JPEG_QUALITY = 90
+
+Progress = Callable[[int, int, dict], None]  # (done, total, {"images_per_s", "failed", "last"})
+
+
+# --------------------------------------------------------------------------------------------
+# one image: sizes, preprocessing, postprocessing (shared by infer, bench and check)
+# --------------------------------------------------------------------------------------------
+def engine_input_size(runner: Runner, height: int, width: int) -> tuple[int, int]:
+    """The H×W an image of ``height×width`` is fed to ``runner`` at (see the module docstring)."""
+    if runner.input_height is not None:
+        return int(runner.input_height), int(runner.input_width)
+    rule = runner.size_rule or {}
+    smallest = int(rule.get("min", MIN_SIZE))
+    multiple = max(1, int(rule.get("multiple_of", 1)))
+    h, w = max(height, smallest), max(width, smallest)
+    return -(-h // multiple) * multiple, -(-w // multiple) * multiple
+
+
+def prepare(runner: Runner, image: np.ndarray) -> np.ndarray:
+    """uint8 H×W×3 RGB → float32 1×3×h×w for ``runner`` (resized to its input, normalised with its mean/std)."""
+    h, w = engine_input_size(runner, *image.shape[:2])
+    resized = resize_image(image, (h, w))
+    if runner.mean is None or runner.std is None:
+        raise IcnetDeployError(f"{runner.name}: normalisation unknown until the runner is activated")
+    return preprocess(np.ascontiguousarray(resized), runner.mean, runner.std)
+
+
+def resize_method(output_kind: str, num_classes: int, out_hw: tuple[int, int], size: tuple[int, int]) -> str:
+    """How an engine output at ``out_hw`` is mapped back to ``size``: none | logits-bilinear | labels-nearest."""
+    if tuple(out_hw) == tuple(size):
+        return "none"
+    if output_kind == "logits" and num_classes * size[0] * size[1] <= LOGITS_RESIZE_BUDGET:
+        return "logits-bilinear"
+    return "labels-nearest"
+
+
+def to_labels(output: np.ndarray, output_kind: str, size: tuple[int, int]) -> tuple[np.ndarray, str]:
+    """One image's engine output (C×h×w logits or h×w labels) → (uint8 H×W train ids at ``size``, method)."""
+    out_hw = output.shape[-2:]
+    num_classes = output.shape[0] if output_kind == "logits" else 0
+    method = resize_method(output_kind, num_classes, out_hw, size)
+    if method == "logits-bilinear":
+        import torch
+
+        with torch.inference_mode():
+            t = torch.from_numpy(np.ascontiguousarray(output, dtype=np.float32))[None]
+            up = torch.nn.functional.interpolate(t, size=tuple(size), mode="bilinear", align_corners=False)
+            return up[0].argmax(0).to(torch.uint8).numpy(), method
+    labels = output.argmax(0) if output_kind == "logits" else output
+    labels = np.asarray(labels).astype(np.uint8)
+    return (labels if method == "none" else resize_labels(labels, size)), method
+
+
+def predict(runner: Runner, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Train-id labels (uint8, each at its image's size) for a few images — the simple, unthreaded path."""
+    out = []
+    for image in images:
+        x = prepare(runner, image)
+        if runner.batch_size and runner.batch_size > 1:
+            x = np.repeat(x, runner.batch_size, axis=0)
+        out.append(to_labels(runner.infer(x)[0], runner.output_kind, image.shape[:2])[0])
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# inputs and outputs
+# --------------------------------------------------------------------------------------------
+def _glob_root(pattern: str) -> Path:
+    parts = Path(pattern).parts
+    plain = []
+    for part in parts:
+        if any(c in part for c in "*?["):
+            break
+        plain.append(part)
+    return Path(*plain) if plain else Path(".")
+
+
+def collect_inputs(source: str | Path, exclude: Path | None = None) -> tuple[Path, list[Path]]:
+    """(root, image files) for an image, a folder (recursive) or a glob; ``root`` anchors the mirrored tree.
+
+    Unlike ``list_images``, files with an image suffix are all kept even when they turn out not
+    to decode: the pipeline reports each one. Files under ``exclude`` (the output folder) are skipped.
+    """
+    from .data.folders import list_images
+
+    text = str(source)
+    path = Path(source)
+    if path.is_file():
+        return path.parent, [path]  # any suffix: a single named file is read (and reported) as asked
+    if path.is_dir():
+        root = path
+    elif set("*?[") & set(text):
+        root = _glob_root(text)
+    else:
+        raise DataError(f"{path}: no such file or folder.")
+    files = list_images(source, recursive=True)
+    if exclude is not None:
+        ex = exclude.resolve()
+        files = [f for f in files if ex not in f.resolve().parents]
+        if not files:
+            raise DataError(f"{source}: no images outside the output folder {exclude}.")
+    return root, files
+
+
+def output_paths(root: Path, files: Sequence[Path], out: Path, overlay: bool = True) -> list[dict[str, Path]]:
+    """Per input: {"train_ids", "label_ids", "color"[, "overlay"]} under ``out``, mirroring ``root``.
+
+    Two inputs with the same stem in one folder (``b.jpg``, ``b.png``) get the suffix in the stem
+    (``b_jpg_…``, ``b_png_…``) so neither overwrites the other.
+    """
+    rels = []
+    for f in files:
+        try:
+            rels.append(f.resolve().relative_to(root.resolve()))
+        except ValueError:
+            rels.append(Path(f.name))
+    stems = collections.Counter((r.parent, r.stem) for r in rels)
+    out_list = []
+    for rel in rels:
+        stem = rel.stem if stems[(rel.parent, rel.stem)] == 1 else f"{rel.stem}_{rel.suffix.lstrip('.').lower()}"
+        base = out / rel.parent
+        names = {k: base / f"{stem}{s}" for k, s in SUFFIXES.items() if overlay or k != "overlay"}
+        out_list.append(names)
+    return out_list
+
+
+def _check_output_folder(source: str | Path, root: Path, out: Path, allow_inside: bool) -> bool:
+    """Refuse an output folder inside the input folder (unless allowed); True when it is inside."""
+    root_r, out_r = root.resolve(), out.resolve()
+    if out.exists() and not out.is_dir():
+        raise IcnetDeployError(f"{out}: exists and is not a folder")
+    if Path(source).is_file():
+        inside = out_r == root_r  # a single file: only its own folder is off limits
+    else:
+        inside = out_r == root_r or root_r in out_r.parents
+    if inside and not allow_inside:
+        raise IcnetDeployError(
+            f"output folder {out} is inside the input folder {root}: results would mix with (and be read back as) "
+            "inputs; choose another --output or pass --allow-inside"
+        )
+    return inside
+
+
+def _write_outputs(image: np.ndarray, labels: np.ndarray, names: dict[str, Path]) -> None:
+    """Encode all outputs of one image to temporary files, then rename them together (all or nothing)."""
+    from PIL import Image
+
+    from .data.labels import colorize, train_ids_to_label_ids
+    from .data.transforms import overlay as blend
+
+    encoded = {
+        "train_ids": (Image.fromarray(labels), {"format": "PNG", "compress_level": 1}),
+        "label_ids": (Image.fromarray(train_ids_to_label_ids(labels)), {"format": "PNG", "compress_level": 1}),
+        "color": (Image.fromarray(colorize(labels)), {"format": "PNG", "compress_level": 1}),
+    }
+    if "overlay" in names:
+        encoded["overlay"] = (Image.fromarray(blend(image, labels, OVERLAY_ALPHA)), {"format": "JPEG", "quality": JPEG_QUALITY})
+    temps: dict[str, Path] = {}
+    done: list[Path] = []
+    try:
+        for key, (img, kwargs) in encoded.items():
+            target = names[key]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            temps[key] = tmp
+            img.save(tmp, **kwargs)
+        for key, tmp in temps.items():
+            os.replace(tmp, names[key])
+            done.append(names[key])
+    except BaseException:
+        for path in list(temps.values()) + done:
+            path.unlink(missing_ok=True)
+        raise
+
+
+# --------------------------------------------------------------------------------------------
+# the pipeline
+# --------------------------------------------------------------------------------------------
+@dataclass
+class InferReport:
+    """What ``infer_images`` did. Times in seconds; ``failures``: [{"path", "error"}]."""
+
+    engine: dict
+    source: str
+    output: str
+    total: int
+    written: int
+    failures: list[dict]
+    batch: int
+    resize: dict  # method -> image count
+    wall_s: float
+    engine_s: float  # the engine's own time (sum of infer calls)
+    read_s: float  # decode + preprocess, summed over reader threads
+    write_s: float  # postprocess + encode, summed over writer threads
+    readers: int
+    writers: int
+    engine_sizes: list = field(default_factory=list)  # distinct engine input sizes used
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    @property
+    def images_per_s(self) -> float:
+        return self.written / self.wall_s if self.wall_s > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"passed": self.passed, "images_per_s": self.images_per_s,
+                               "engine_busy_pct": 100.0 * self.engine_s / self.wall_s if self.wall_s else 0.0}
+
+
+def infer_images(
+    runner: Runner,
+    source: str | Path,
+    output: str | Path = "infer_out",
+    *,
+    batch: int = 1,
+    overlay: bool = True,
+    allow_inside: bool = False,
+    readers: int | None = None,
+    writers: int | None = None,
+    progress: Progress | None = None,
+) -> InferReport:
+    """Segment every image named by ``source`` (file, folder — recursive — or glob) into ``output``.
+
+    ``runner`` is activated here if it is not active yet (and deactivated again). ``batch``:
+    images per engine call (an engine with a static batch uses its own; a dynamic-size engine
+    batches only consecutive images of one size). Returns the report; bad input files are in
+    ``report.failures``, not raised. Raises ``IcnetDeployError`` for a bad source or output folder.
+    """
+    if batch < 1:
+        raise IcnetDeployError(f"batch must be at least 1, got {batch}")
+    output = Path(output)
+    src_path = Path(source)
+    root = src_path.parent if src_path.is_file() else (src_path if src_path.is_dir() else _glob_root(str(source)))
+    inside = _check_output_folder(source, root, output, allow_inside)
+    root, files = collect_inputs(source, exclude=output if inside else None)
+    names = output_paths(root, files, output, overlay)
+    cpus = os.cpu_count() or 2
+    readers = readers or min(4, cpus)
+    writers = writers or min(4, cpus)
+
+    owns = not runner.is_active
+    if owns:
+        runner.activate()
+    try:
+        return _run(runner, source, output, files, names, batch, readers, writers, progress)
+    finally:
+        if owns:
+            runner.deactivate()
+
+
+def _run(runner: Runner, source, output: Path, files: list[Path], names: list[dict], batch: int, readers: int,
+         writers: int, progress: Progress | None) -> InferReport:
+    from .data.folders import read_rgb
+
+    static_batch = runner.batch_size
+    if static_batch is not None:
+        batch = static_batch
+    stats = {"read": 0.0, "write": 0.0}
+    lock = threading.Lock()
+    failures: list[dict] = []
+    resize_counts: collections.Counter = collections.Counter()
+    sizes_used: set = set()
+
+    def read(i: int) -> tuple[int, np.ndarray, np.ndarray]:
+        t = time.perf_counter()
+        try:
+            image = read_rgb(files[i])
+            x = prepare(runner, image)
+        finally:
+            with lock:
+                stats["read"] += time.perf_counter() - t
+        return i, image, x
+
+    def write(i: int, image: np.ndarray, out: np.ndarray) -> str:
+        t = time.perf_counter()
+        try:
+            labels, method = to_labels(out, runner.output_kind, image.shape[:2])
+            _write_outputs(image, labels, names[i])
+            return method
+        finally:
+            with lock:
+                stats["write"] += time.perf_counter() - t
+
+    start = time.perf_counter()
+    engine_s = 0.0
+    done = 0
+    written = 0
+    total = len(files)
+    pending_writes: collections.deque[tuple[int, Future]] = collections.deque()
+    max_pending_writes = 2 * writers + batch
+
+    def note(i: int, exc: BaseException) -> None:
+        message = str(exc) if isinstance(exc, (IcnetDeployError, OSError)) else f"{type(exc).__name__}: {exc}"
+        failures.append({"path": str(files[i]), "error": message})
+
+    def finish_write(i: int, future: Future) -> None:
+        nonlocal written, done
+        try:
+            resize_counts[future.result()] += 1
+            written += 1
+        except (IcnetDeployError, OSError, ValueError) as exc:
+            note(i, exc)
+        done += 1
+        if progress:
+            elapsed = time.perf_counter() - start
+            progress(done, total, {"images_per_s": written / elapsed if elapsed else 0.0, "failed": len(failures),
+                                   "last": str(files[i])})
+
+    def run_group(group: list[tuple[int, np.ndarray, np.ndarray]]) -> None:
+        nonlocal engine_s
+        x = np.concatenate([g[2] for g in group], axis=0)
+        if static_batch is not None and len(group) < static_batch:  # pad a static-batch engine's last call
+            x = np.concatenate([x, np.repeat(x[-1:], static_batch - len(group), axis=0)], axis=0)
+        sizes_used.add(tuple(x.shape[2:]))
+        t = time.perf_counter()
+        out = runner.infer(x)
+        engine_s += time.perf_counter() - t
+        for k, (i, image, _) in enumerate(group):
+            while len(pending_writes) >= max_pending_writes:
+                finish_write(*pending_writes.popleft())
+            pending_writes.append((i, write_pool.submit(write, i, image, out[k])))
+
+    depth = 2 * batch + readers  # decoded images allowed to wait for the engine
+    with ThreadPoolExecutor(readers, thread_name_prefix="icnet-read") as read_pool, \
+            ThreadPoolExecutor(writers, thread_name_prefix="icnet-write") as write_pool:
+        pending_reads: collections.deque[tuple[int, Future]] = collections.deque()
+        next_i = 0
+        group: list[tuple[int, np.ndarray, np.ndarray]] = []
+        while next_i < total or pending_reads:
+            while next_i < total and len(pending_reads) < depth:
+                pending_reads.append((next_i, read_pool.submit(read, next_i)))
+                next_i += 1
+            i, future = pending_reads.popleft()
+            try:
+                item = future.result()
+            except Exception as exc:  # noqa: BLE001 - any decoder failure is this file's problem, reported
+                note(i, exc)
+                done += 1
+                if progress:
+                    elapsed = time.perf_counter() - start
+                    progress(done, total, {"images_per_s": written / elapsed if elapsed else 0.0, "failed": len(failures),
+                                           "last": str(files[i])})
+                continue
+            if group and (group[0][2].shape != item[2].shape or len(group) >= batch):
+                run_group(group)
+                group = []
+            group.append(item)
+            if len(group) >= batch:
+                run_group(group)
+                group = []
+        if group:
+            run_group(group)
+        while pending_writes:
+            finish_write(*pending_writes.popleft())
+    failures.sort(key=lambda f: f["path"])
+    return InferReport(
+        engine=runner.describe(), source=str(source), output=str(output), total=total, written=written,
+        failures=failures, batch=batch, resize=dict(resize_counts), wall_s=round(time.perf_counter() - start, 4),
+        engine_s=round(engine_s, 4), read_s=round(stats["read"], 4), write_s=round(stats["write"], 4),
+        readers=readers, writers=writers, engine_sizes=sorted([list(s) for s in sizes_used]),
+    )

@@ -1,0 +1,626 @@
+"""Calibration, explicit INT8 (QDQ) and FP16 graph transforms: precision lives in the ONNX graph.
+
+Everything here is a graph → graph transform that ONNX Runtime CPU can run and check, and that
+TensorRT (strongly typed) compiles as is:
+
+* **Calibration data** (``ImageBatches``): image files read through the one ``preprocess``
+  every backend uses, resized to the model's input size with ``transforms.resize_image``.
+  It is the project's data-loader protocol — an iterable of float32 N×3×H×W arrays — so
+  the same object feeds calibration, parity and benchmarks.
+* **Calibration** (``calibrate``): ONNX Runtime's own calibrators (``create_calibrator``:
+  MinMax, Entropy, Percentile) compute the activation ranges; we feed them one batch per
+  ``collect_data`` call so memory stays one image's activations (ORT's
+  ``CalibMaxIntermediateOutputs`` silently drops data in 1.32; this is what
+  ``CalibStridedMinMax`` does, for every method). The ranges are saved as a readable JSON
+  *calibration cache* (tensor → [min, max], method, image-set hash, graph hash) and reused
+  only for the graph they were made for.
+* **INT8** (``quantize_qdq``): ONNX Runtime's ``QDQQuantizer`` (what ``quantize_static``
+  runs after calibration) inserts QuantizeLinear/DequantizeLinear pairs: int8 weights,
+  symmetric and per output channel; activations uint8 (asymmetric) for the ``cpu`` target —
+  ORT's VNNI kernels are u8×s8 — or int8 with zero point 0 for ``tensorrt``, which only
+  accepts symmetric quantization. Why ORT and not NVIDIA ModelOpt: ORT's quantizer is
+  already a dependency (ModelOpt adds ~1.4 GB and needs torch at build time), it writes the
+  standard-domain QDQ ops TensorRT's parser reads, and it is the tool whose output ORT CPU
+  runs fastest. Why not our own insertion: placement rules (which op inputs/outputs, shared
+  Q/DQ pairs, bias quantization to int32, Relu removal for asymmetric activations) are
+  exactly what ``QDQQuantizer`` already does well.
+* **Mixed precision by measurement** (``sensitivity_search``): with a target agreement the
+  fewest layers are kept in fp32 that meet it on the calibration images (see its docstring).
+* **FP16** (``convert_fp16``): ``onnxruntime.transformers.float16.convert_float_to_float16``
+  (the maintained copy of onnxconverter-common's converter; it ships with onnxruntime, so no
+  extra dependency) with ``keep_io_types`` and fp32 islands for Resize and the pyramid
+  pooling MatMuls (reductions over whole feature maps).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import io
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ArtifactError, DataError, IcnetDeployError
+from .fileio import atomic_write_text
+from .hashing import sha256_bytes, sha256_file
+
+__all__ = [
+    "CALIB_METHODS",
+    "TARGETS",
+    "DEFAULT_PERCENTILE",
+    "ImageBatches",
+    "default_calib_dir",
+    "CalibrationCache",
+    "graph_sha256",
+    "prepare_for_quantization",
+    "calibrate",
+    "quantize_qdq",
+    "quantizable_nodes",
+    "default_fp32_nodes",
+    "convert_fp16",
+    "FP16_KEEP_OPS",
+    "LayerSensitivity",
+    "SearchResult",
+    "sensitivity_search",
+    "label_agreement",
+]
+
+CALIB_METHODS = ("percentile", "entropy", "minmax")
+TARGETS = ("cpu", "tensorrt")
+DEFAULT_PERCENTILE = 99.999
+CACHE_FORMAT = "icnet-deploy calibration cache"
+CACHE_VERSION = 1
+# Op types whose inputs/outputs get Q/DQ. Conv and MatMul carry the work; quantizing Add,
+# Resize and MaxPool too keeps whole residual blocks in int8 (fewer Q/DQ transitions — ORT
+# fuses DQ→op→Q into QLinearAdd/QLinearResize/uint8 MaxPool on CPU). Relu must be listed:
+# with uint8 activations the quantizer then folds it into the producer's range (zero point
+# = 0 clips like Relu) instead of quantizing the pre-Relu tensor with half its range wasted.
+QUANT_OP_TYPES = ("Conv", "MatMul", "Add", "Resize", "MaxPool", "Relu")
+_FOLLOWERS = ("Relu",)  # quantized exactly when their input is: not layers of their own
+# FP16: ops that stay fp32 (resampling and whole-map reductions lose most in half precision).
+FP16_KEEP_OPS = ("Resize", "MatMul")
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+def _noop(_stage: str, _done: int, _total: int) -> None:
+    pass
+
+
+# --------------------------------------------------------------------------------------------
+# the data-loader protocol
+# --------------------------------------------------------------------------------------------
+def default_calib_dir() -> Path:
+    """The shipped calibration set: the repository's ``calib/`` (``$ICNET_DEPLOY_CALIB`` overrides)."""
+    env = os.environ.get("ICNET_DEPLOY_CALIB")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "calib"
+
+
+class ImageBatches:
+    """Image files → float32 N×3×H×W batches, through the same ``preprocess`` as inference.
+
+    An iterable (re-iterable: each ``iter()`` reads the files again, so nothing big is held),
+    with ``len()`` = number of batches. Every image is resized to (``height``, ``width``) with
+    ``transforms.resize_image``; a last short batch is kept short. Unreadable files raise
+    ``DataError`` naming the file.
+    """
+
+    def __init__(self, paths: Sequence[str | Path], *, height: int, width: int,
+                 mean: Sequence[float], std: Sequence[float], batch: int = 1) -> None:
+        if not paths:
+            raise DataError("no calibration images given")
+        if batch < 1:
+            raise IcnetDeployError(f"batch must be at least 1, got {batch}")
+        self.paths = [Path(p) for p in paths]
+        self.height, self.width, self.batch = int(height), int(width), int(batch)
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    @classmethod
+    def from_folder(cls, folder: str | Path | None = None, *, height: int, width: int, mean: Sequence[float],
+                    std: Sequence[float], batch: int = 1, limit: int | None = None) -> "ImageBatches":
+        """All images under ``folder`` (default: the shipped ``calib/``), sorted by path."""
+        from .data.folders import list_images
+
+        folder = Path(folder) if folder is not None else default_calib_dir()
+        if not folder.exists():
+            raise DataError(f"{folder}: calibration folder not found")
+        if not folder.is_dir():
+            raise DataError(f"{folder}: calibration set must be a folder of images")
+        paths = list_images(folder)
+        if limit is not None:
+            paths = paths[:limit]
+        return cls(paths, height=height, width=width, mean=mean, std=std, batch=batch)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.paths) / self.batch)
+
+    @property
+    def num_images(self) -> int:
+        return len(self.paths)
+
+    def read(self, path: Path) -> np.ndarray:
+        """One image as float32 1×3×H×W."""
+        from .data.folders import read_rgb
+        from .data.transforms import preprocess, resize_image
+
+        rgb = read_rgb(path)
+        return preprocess(resize_image(rgb, (self.height, self.width)), self.mean, self.std)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for start in range(0, len(self.paths), self.batch):
+            yield np.concatenate([self.read(p) for p in self.paths[start:start + self.batch]], axis=0)
+
+    def image_set_sha256(self) -> str:
+        """Identity of the image set: names and bytes of every file, plus the input size."""
+        entries = [f"{p.name}:{sha256_file(p)}" for p in self.paths]
+        return sha256_bytes("\n".join([f"{self.height}x{self.width}", *entries]).encode())
+
+
+# --------------------------------------------------------------------------------------------
+# graph helpers
+# --------------------------------------------------------------------------------------------
+def _load(model: Any):
+    import onnx
+
+    if isinstance(model, onnx.ModelProto):
+        return model
+    path = Path(model)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: ONNX model not found")
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - a truncated or foreign file
+        raise ArtifactError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
+
+
+def graph_sha256(model: Any) -> str:
+    """Hash of the graph alone (nodes, weights, I/O), not of metadata such as creation time:
+    re-exporting the same weights at the same size gives the same hash."""
+    proto = _load(model)
+    return sha256_bytes(proto.graph.SerializeToString(deterministic=True))
+
+
+def prepare_for_quantization(model: Any, output: str | Path) -> Path:
+    """``quant_pre_process`` (symbolic shape inference + ORT's basic graph optimisation) into
+    ``output``. It turns every bias and folded constant into an initializer, which the QDQ
+    quantizer needs to quantize Conv biases and which ORT needs to fuse QLinearConv."""
+    import onnx
+    from onnxruntime.quantization import quant_pre_process
+
+    proto = _load(model)
+    output = Path(output)
+    with tempfile.TemporaryDirectory(prefix="icnet_prep_") as tmp:
+        src = Path(tmp) / "in.onnx"
+        onnx.save(proto, str(src))
+        with contextlib.redirect_stdout(io.StringIO()):
+            quant_pre_process(str(src), str(output), skip_symbolic_shape=False)
+    return output
+
+
+def quantizable_nodes(model: Any, op_types: Sequence[str] = QUANT_OP_TYPES) -> list[str]:
+    """Names of the nodes the quantizer may touch, in graph order."""
+    return [n.name for n in _load(model).graph.node if n.op_type in op_types]
+
+
+def default_fp32_nodes(model: Any) -> dict[str, str]:
+    """The fixed-rule fp32 set (node name → reason) used when no target agreement is given:
+    the convs that read the normalised image, the classifier and everything after it."""
+    proto = _load(model)
+    graph_input = proto.graph.input[0].name
+    output = proto.graph.output[0].name
+    producers = {o: n for n in proto.graph.node for o in n.output}
+    keep: dict[str, str] = {}
+    # the image-reading layers: Conv on the input, Conv on the ×0.5 resized input (and that Resize)
+    for node in proto.graph.node:
+        if graph_input in node.input:
+            if node.op_type == "Resize":
+                keep[node.name] = "resizes the input image"
+                for other in proto.graph.node:
+                    if node.output[0] in other.input and other.op_type == "Conv":
+                        keep[other.name] = "first conv (reads the normalised image)"
+            elif node.op_type == "Conv":
+                keep[node.name] = "first conv (reads the normalised image)"
+    # from the output back to the classifier Conv: the final Resize and the classifier
+    node = producers.get(output)
+    while node is not None:
+        if node.op_type == "Conv":
+            keep[node.name] = "classifier (logits)"
+            break
+        keep[node.name] = "final resize to the input size" if node.op_type == "Resize" else "after the classifier"
+        node = producers.get(node.input[0])
+    return keep
+
+
+# --------------------------------------------------------------------------------------------
+# calibration
+# --------------------------------------------------------------------------------------------
+@dataclass
+class CalibrationCache:
+    """Per-tensor activation ranges (a readable JSON file) and what they were computed from."""
+
+    method: str
+    ranges: dict[str, list[float]]  # tensor name -> [min, max] (already clipped by the method)
+    graph_sha256: str  # the fp32 graph (see graph_sha256) the tensor names belong to
+    image_set_sha256: str
+    images: int
+    input_size: list[int]  # [height, width] the images were resized to
+    percentile: float | None = None
+    created: str = ""
+    versions: dict = field(default_factory=dict)
+    format: str = CACHE_FORMAT
+    version: int = CACHE_VERSION
+
+    def __post_init__(self) -> None:
+        if not self.created:
+            self.created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["ranges"] = {k: [float(v[0]), float(v[1])] for k, v in sorted(self.ranges.items())}
+        return json.dumps(data, indent=1, sort_keys=True)
+
+    def sha256(self) -> str:
+        return sha256_bytes(self.to_json().encode())
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        atomic_write_text(path, self.to_json() + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, *, graph_sha256: str | None = None, method: str | None = None) -> "CalibrationCache":
+        """Read a cache; with ``graph_sha256`` refuse one made for another model, with
+        ``method`` one made with another calibration method."""
+        path = Path(path)
+        if not path.is_file():
+            raise ArtifactError(f"{path}: calibration cache not found")
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ArtifactError(f"{path}: calibration cache is not valid JSON") from None
+        if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT:
+            raise ArtifactError(f"{path}: not an icnet-deploy calibration cache")
+        if data.get("version", 0) > CACHE_VERSION:
+            raise ArtifactError(f"{path}: calibration cache version {data['version']} is newer than this icnet-deploy")
+        known = set(cls.__dataclass_fields__)
+        try:
+            cache = cls(**{k: v for k, v in data.items() if k in known})
+            ranges = {str(k): [float(v[0]), float(v[1])] for k, v in cache.ranges.items()}
+        except (TypeError, ValueError, IndexError):
+            raise ArtifactError(f"{path}: calibration cache is malformed (fields or ranges)") from None
+        bad = [k for k, (lo, hi) in ranges.items() if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi]
+        if bad:
+            raise ArtifactError(f"{path}: calibration cache has invalid ranges (e.g. {bad[0]})")
+        cache.ranges = ranges
+        if graph_sha256 is not None and cache.graph_sha256 != graph_sha256:
+            raise ArtifactError(
+                f"{path}: calibration cache was made for another model (graph {cache.graph_sha256[:12]}…, "
+                f"this one is {graph_sha256[:12]}…); calibrate again or pass the matching model"
+            )
+        if method is not None and cache.method != method:
+            raise ArtifactError(f"{path}: calibration cache was made with {cache.method!r}, not {method!r} calibration")
+        return cache
+
+
+class _OneBatch:
+    """An ORT CalibrationDataReader over a single batch."""
+
+    def __init__(self, name: str, batch: np.ndarray) -> None:
+        self._item: dict | None = {name: batch}
+
+    def get_next(self) -> dict | None:
+        item, self._item = self._item, None
+        return item
+
+
+def calibrate(
+    model: Any,
+    data: Iterable[np.ndarray],
+    method: str = "percentile",
+    *,
+    percentile: float = DEFAULT_PERCENTILE,
+    image_set_sha256: str = "",
+    source_graph_sha256: str | None = None,
+    progress: Progress | None = None,
+) -> CalibrationCache:
+    """Activation ranges of every float tensor of ``model`` (a pre-processed fp32 graph, see
+    ``prepare_for_quantization``) over the batches of ``data``.
+
+    ``method``: ``percentile`` (|x| histogram, the ``percentile`` cut; ranges of non-negative
+    tensors start at 0), ``entropy`` (KL-divergence threshold, TensorRT's classic method) or
+    ``minmax``. The cache's graph hash is ``source_graph_sha256`` (the fp32 model the user
+    gave) or the hash of ``model`` itself.
+    """
+    import onnx
+    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
+
+    if method not in CALIB_METHODS:
+        raise IcnetDeployError(f"unknown calibration method {method!r}; use one of {', '.join(CALIB_METHODS)}")
+    if not 0 < percentile <= 100:
+        raise IcnetDeployError(f"percentile must be in (0, 100], got {percentile}")
+    say = progress or _noop
+    proto = _load(model)
+    input_name = proto.graph.input[0].name
+    total = len(data) if hasattr(data, "__len__") else 0
+    ort_method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                  "percentile": CalibrationMethod.Percentile}[method]
+    options: dict[str, Any] = {"symmetric": method == "percentile"}
+    if method == "percentile":
+        options["percentile"] = float(percentile)
+    with tempfile.TemporaryDirectory(prefix="icnet_calib_") as tmp:
+        path = Path(tmp) / "model.onnx"
+        onnx.save(proto, str(path))
+        with contextlib.redirect_stdout(io.StringIO()):  # ORT's calibrators print progress chatter
+            calibrator = create_calibrator(path, None, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+                                           calibrate_method=ort_method, extra_options=options)
+        count = images = 0
+        say("calibrating", 0, total)
+        for batch in data:
+            if batch.ndim != 4 or batch.dtype != np.float32:
+                raise DataError(f"calibration batches must be float32 N×3×H×W, got {batch.dtype} {batch.shape}")
+            with contextlib.redirect_stdout(io.StringIO()):
+                calibrator.collect_data(_OneBatch(input_name, batch))
+            count += 1
+            images += batch.shape[0]
+            say("calibrating", count, max(total, count))
+        if not count:
+            raise DataError("calibration got no images")
+        with contextlib.redirect_stdout(io.StringIO()):
+            tensors = calibrator.compute_data()
+        del calibrator
+    ranges = {}
+    for name, td in tensors.items():
+        lo, hi = (float(np.asarray(v).reshape(-1)[0]) for v in td.range_value)
+        ranges[name] = [min(lo, 0.0) if lo < 0 else lo, hi]
+    from .manifest import library_versions
+
+    h, w = (int(d.dim_value) for d in proto.graph.input[0].type.tensor_type.shape.dim[2:])
+    shape = list(next(iter(data)).shape[2:]) if not (h and w) else [h, w]
+    return CalibrationCache(
+        method=method, ranges=ranges, graph_sha256=source_graph_sha256 or graph_sha256(proto),
+        image_set_sha256=image_set_sha256, images=images, input_size=[int(s) for s in shape],
+        percentile=float(percentile) if method == "percentile" else None,
+        versions=library_versions("onnxruntime", "onnx"),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# INT8: QDQ insertion
+# --------------------------------------------------------------------------------------------
+_SHAPES_KEY = "icnet_deploy.shape_inferred"
+
+
+def _has_shape_info(proto: Any) -> bool:
+    return any(p.key == _SHAPES_KEY for p in proto.metadata_props)
+
+
+def _with_shapes(model: Any) -> Any:
+    """The graph with ONNX shape inference applied (what the quantizer reads), marked as such."""
+    import onnx
+    from onnxruntime.quantization.quant_utils import load_model_with_shape_infer
+
+    with tempfile.TemporaryDirectory(prefix="icnet_qdq_") as tmp:
+        path = Path(tmp) / "model.onnx"
+        onnx.save(_load(model), str(path))
+        proto = load_model_with_shape_infer(path)
+    proto.metadata_props.append(onnx.StringStringEntryProto(key=_SHAPES_KEY, value="1"))
+    return proto
+# --------------------------------------------------------------------------------------------
+def quantize_qdq(
+    model: Any,
+    cache: CalibrationCache,
+    *,
+    target: str = "cpu",
+    exclude: Iterable[str] = (),
+    op_types: Sequence[str] = QUANT_OP_TYPES,
+) -> Any:
+    """An explicit-quantization (QDQ) ModelProto of the pre-processed fp32 ``model``.
+
+    Weights: int8, symmetric, per output channel. Activations: uint8 asymmetric for
+    ``target="cpu"``, int8 symmetric (zero point 0) for ``"tensorrt"``. Nodes named in
+    ``exclude`` keep fp32 inputs and outputs. Tensors missing from the cache stay float.
+    """
+    import onnx
+    from onnxruntime.quantization import QDQQuantizer, QuantType
+    from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
+
+    if target not in TARGETS:
+        raise IcnetDeployError(f"unknown INT8 target {target!r}; use one of {', '.join(TARGETS)}")
+    proto = _load(model)
+    tensors = TensorsData(CalibrationMethod.MinMax, {
+        name: TensorData(lowest=np.float32(lo), highest=np.float32(hi)) for name, (lo, hi) in cache.ranges.items()
+    })
+    symmetric = target == "tensorrt"
+    extra = {
+        "ActivationSymmetric": symmetric,
+        "WeightSymmetric": True,
+        # uint8 (cpu): Relu disappears into its producer's Q range (zero point 0 clips like Relu).
+        # int8 symmetric (tensorrt): ORT keeps Relu between Q/DQ pairs; TensorRT fuses Conv+Relu+Q.
+        "QDQKeepRemovableActivations": False,
+        # one Q/DQ pair per tensor, shared by its consumers (what ORT's fusions and TensorRT expect)
+        "DedicatedQDQPair": False,
+    }
+    if _has_shape_info(proto):  # already shape-inferred (the search quantizes one graph many times)
+        loaded = onnx.ModelProto()
+        loaded.CopyFrom(proto)
+    else:
+        loaded = _with_shapes(proto)
+    quantizer = QDQQuantizer(
+        loaded,
+        True,  # per_channel
+        False,  # reduce_range: VNNI has no u8×s8 overflow problem
+        QuantType.QInt8,  # weights
+        QuantType.QInt8 if symmetric else QuantType.QUInt8,  # activations
+        tensors,
+        [],  # nodes_to_quantize: all
+        sorted(set(exclude)),
+        list(op_types),
+        extra,
+    )
+    with contextlib.redirect_stdout(io.StringIO()):
+        quantizer.quantize_model()
+    out = quantizer.model.model
+    keep = [p for p in out.metadata_props if p.key != _SHAPES_KEY]
+    del out.metadata_props[:]
+    out.metadata_props.extend(keep)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# FP16
+# --------------------------------------------------------------------------------------------
+def convert_fp16(model: Any, *, keep_ops: Sequence[str] = FP16_KEEP_OPS, keep_nodes: Sequence[str] = (),
+                 keep_io_types: bool = True) -> Any:
+    """fp16 weights and activations with fp32 islands (``keep_ops`` types, ``keep_nodes`` names);
+    the graph's input and output stay fp32 unless ``keep_io_types=False``."""
+    import onnx
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    proto = onnx.ModelProto()
+    proto.CopyFrom(_load(model))
+    with contextlib.redirect_stdout(io.StringIO()):
+        return convert_float_to_float16(
+            proto, keep_io_types=keep_io_types, op_block_list=list(DEFAULT_OP_BLOCK_LIST) + list(keep_ops),
+            node_block_list=list(keep_nodes),
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# parity and the sensitivity search
+# --------------------------------------------------------------------------------------------
+def label_agreement(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """Percent of pixels whose argmax class agrees (N×C×H×W logits, or N×H×W labels)."""
+    a = reference.argmax(1) if reference.ndim == 4 else reference
+    b = candidate.argmax(1) if candidate.ndim == 4 else candidate
+    return 100.0 * float((a == b).mean())
+
+
+def _session(proto: Any, threads: int | None = None) -> Any:
+    from .backends.onnxruntime import create_session
+
+    return create_session(proto.SerializeToString(), threads=threads)
+
+
+def _run_all(session: Any, batches: Sequence[np.ndarray]) -> list[np.ndarray]:
+    name = session.get_inputs()[0].name
+    return [session.run(None, {name: b})[0] for b in batches]
+
+
+@dataclass
+class LayerSensitivity:
+    node: str
+    op_type: str
+    score: float  # normalised logit error when only this layer is quantized (higher = more sensitive)
+    agreement: float  # percent, only this layer quantized
+
+
+@dataclass
+class SearchResult:
+    fp32_nodes: dict[str, str]  # node -> why it stayed fp32
+    agreement: float  # percent, on the search images, with fp32_nodes kept
+    target: float
+    met: bool
+    sensitivities: list[LayerSensitivity]
+    trials: list[dict]  # every (k, agreement) the search measured
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def sensitivity_search(
+    model: Any,
+    cache: CalibrationCache,
+    batches: Sequence[np.ndarray],
+    *,
+    target_agreement: float,
+    target: str = "cpu",
+    op_types: Sequence[str] = QUANT_OP_TYPES,
+    always_fp32: Sequence[str] = (),
+    threads: int | None = None,
+    progress: Progress | None = None,
+) -> SearchResult:
+    """The fewest layers to keep in fp32 so that INT8 agrees with fp32 on ``batches`` (the
+    calibration images) at least ``target_agreement`` percent (pooled pixels).
+
+    1. Quantize everything; if that meets the target, nothing stays fp32.
+    2. Otherwise measure each layer's sensitivity: quantize *only* that layer and take the
+       mean squared logit error relative to the fp32 logits' variance (continuous, so it ranks
+       layers that flip no pixel on their own).
+    3. Keep the k most sensitive layers in fp32 for the smallest k that meets the target:
+       doubling k until it does, then bisecting (agreement grows ~monotonically with k).
+    """
+    started = time.perf_counter()
+    say = progress or _noop
+    proto = _load(model)
+    ops = {n.name: n.op_type for n in proto.graph.node}
+    proto = _with_shapes(proto)  # once, not per trial
+    layer_ops = [op for op in op_types if op not in _FOLLOWERS]
+    candidates = [n for n in quantizable_nodes(proto, layer_ops) if n not in set(always_fp32)]
+    reference = _run_all(_session(proto, threads), batches)
+    ref_var = float(np.mean([r.var() for r in reference])) or 1.0
+    trials: list[dict] = []
+
+    def measure(exclude: Iterable[str]) -> tuple[float, float]:
+        q = quantize_qdq(proto, cache, target=target, exclude=list(exclude), op_types=op_types)
+        outs = _run_all(_session(q, threads), batches)
+        agree = float(np.mean([label_agreement(r, o) for r, o in zip(reference, outs)]))
+        err = float(np.mean([np.mean((r - o) ** 2) for r, o in zip(reference, outs)])) / ref_var
+        return agree, err
+
+    def result(keep: dict[str, str], agree: float, sens: list[LayerSensitivity]) -> SearchResult:
+        return SearchResult(fp32_nodes=keep, agreement=agree, target=target_agreement,
+                            met=agree >= target_agreement, sensitivities=sens, trials=trials,
+                            seconds=round(time.perf_counter() - started, 1))
+
+    fixed = {n: "kept fp32 on request" for n in always_fp32}
+    say("search: all layers int8", 0, 1)
+    agree_all, _ = measure(fixed)
+    trials.append({"fp32_layers": len(fixed), "agreement": agree_all})
+    if agree_all >= target_agreement:
+        return result(fixed, agree_all, [])
+
+    sens: list[LayerSensitivity] = []
+    for i, node in enumerate(candidates):
+        say("search: layer sensitivity", i, len(candidates))
+        others = [c for c in candidates if c != node] + list(always_fp32)
+        agree, err = measure(others)
+        sens.append(LayerSensitivity(node=node, op_type=ops[node], score=err, agreement=agree))
+    say("search: layer sensitivity", len(candidates), len(candidates))
+    ranked = sorted(sens, key=lambda s: s.score, reverse=True)
+
+    cache_k: dict[int, float] = {0: agree_all}
+
+    def agreement_at(k: int) -> float:
+        if k not in cache_k:
+            say(f"search: {k} layers fp32", len(trials), len(trials) + 1)
+            cache_k[k] = measure([s.node for s in ranked[:k]] + list(always_fp32))[0]
+            trials.append({"fp32_layers": k + len(fixed), "agreement": cache_k[k]})
+        return cache_k[k]
+
+    lo, hi = 0, 1  # invariant: agreement_at(lo) < target
+    while hi < len(ranked) and agreement_at(hi) < target_agreement:
+        lo, hi = hi, min(2 * hi, len(ranked))
+    if agreement_at(hi) < target_agreement:  # even everything in fp32 does not (cannot happen but say so)
+        keep = dict(fixed) | {s.node: f"sensitivity {s.score:.2e}" for s in ranked}
+        return result(keep, agreement_at(hi), ranked)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if agreement_at(mid) >= target_agreement:
+            hi = mid
+        else:
+            lo = mid
+    keep = dict(fixed)
+    for rank, s in enumerate(ranked[:hi], 1):
+        keep[s.node] = (f"sensitivity rank {rank}/{len(ranked)}: alone it costs {s.score:.2e} relative logit MSE, "
+                        f"{100 - s.agreement:.3f}% pixels")
+    return result(keep, agreement_at(hi), ranked)

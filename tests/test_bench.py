@@ -1,0 +1,67 @@
+"""`icnet-deploy bench`: the eager baseline is always there, the JSON schema, honest statistics."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from icnet_deploy.bench import bench, latency_stats, measure_memory
+from icnet_deploy.cli import app
+from icnet_deploy.errors import IcnetDeployError
+
+cli = CliRunner()
+STAT_KEYS = {"p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "cv", "images_per_s", "samples", "noisy"}
+
+
+def test_latency_stats():
+    s = latency_stats([10.0, 12.0, 11.0, 30.0], batch=2)
+    assert set(s) == STAT_KEYS
+    assert s["min_ms"] == 10.0 and s["max_ms"] == 30.0 and s["p50_ms"] == 11.5
+    assert s["min_ms"] <= s["p50_ms"] <= s["p90_ms"] <= s["p99_ms"] <= s["max_ms"]
+    assert s["images_per_s"] == pytest.approx(2 * 1000 / 15.75)
+    assert s["noisy"] and s["samples"] == 4
+    assert not latency_stats([10.0, 10.1, 9.9])["noisy"]
+    with pytest.raises(IcnetDeployError):
+        latency_stats([])
+
+
+def test_cli_json_schema_with_eager_baseline_and_memory(small_onnx):
+    result = cli.invoke(app, ["bench", "--engine", str(small_onnx), "--iters", "3", "--warmup", "1", "--threads", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout[result.stdout.index("{"):])
+    assert {"engines", "size", "batch", "iters", "warmup", "device", "environment", "method"} <= set(data)
+    assert data["size"] == [128, 256]  # the static engine's input size
+    eager, onnx_engine = data["engines"]
+    assert eager["spec"] == "eager" and onnx_engine["spec"] == str(small_onnx)
+    for e in (eager, onnx_engine):
+        assert {"name", "spec", "describe", "input_size", "batch", "compute", "end_to_end", "memory", "vs_eager"} <= set(e)
+        assert set(e["compute"]) == STAT_KEYS and e["compute"]["samples"] == 3
+        assert set(e["end_to_end"]) == STAT_KEYS
+        assert e["input_size"] == [128, 256]
+        mem = e["memory"]
+        assert "error" not in mem, mem
+        assert mem["peak_rss_mib"] > mem["baseline_rss_mib"] > 0 and mem["engine_rss_mib"] > 0
+    assert eager["describe"]["backend"] == "torch" and onnx_engine["describe"]["provider"] == "CPUExecutionProvider"
+    assert eager["vs_eager"]["compute_speedup"] == 1.0 and eager["vs_eager"]["rss_ratio"] == 1.0
+    assert onnx_engine["vs_eager"]["compute_speedup"] > 0 and onnx_engine["vs_eager"]["rss_ratio"] > 0
+    assert "loadavg_before" in data["environment"] or "cpus" in data["environment"]
+
+
+def test_library_without_memory_or_e2e_and_dynamic_size(small_checkpoint):
+    report = bench([], size=(64, 96), iters=2, warmup=0, threads=1, checkpoint=small_checkpoint, memory=False,
+                   end_to_end=False)
+    (eager,) = report.engines
+    assert eager["input_size"] == [64, 96] and "end_to_end" not in eager and "memory" not in eager
+    assert report.engine("eager") is eager
+
+
+def test_memory_probe_reports_errors_instead_of_raising(tmp_path):
+    result = measure_memory(str(tmp_path / "missing.onnx"), size=(64, 64))
+    assert "error" in result and "missing.onnx" in result["error"]
+
+
+def test_bad_arguments(small_onnx):
+    with pytest.raises(IcnetDeployError):
+        bench([small_onnx], iters=0)

@@ -1,0 +1,265 @@
+"""quantize.py: calibration data, the calibration cache, QDQ graph structure, FP16, the sensitivity search.
+
+All on 128×256 random-weight exports (see conftest): random-weight class scores are nearly tied,
+so agreement bounds here are loose sanity checks; the real parity numbers come from the shipped
+checkpoint (see the build-engine manifest and benchmarks/cpu_engines.py).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from icnet_deploy import quantize as Q
+from icnet_deploy.errors import ArtifactError, DataError, IcnetDeployError
+from icnet_deploy.manifest import read_manifest
+
+H, W = 128, 256
+
+
+@pytest.fixture(scope="module")
+def manifest(small_onnx):
+    return read_manifest(small_onnx)
+
+
+@pytest.fixture(scope="module")
+def pre(small_onnx, tmp_path_factory):
+    return onnx.load(str(Q.prepare_for_quantization(small_onnx, tmp_path_factory.mktemp("pre") / "pre.onnx")))
+
+
+@pytest.fixture(scope="module")
+def loader(calib_dir, manifest):
+    return Q.ImageBatches.from_folder(calib_dir, height=H, width=W, mean=manifest.mean, std=manifest.std)
+
+
+@pytest.fixture(scope="module")
+def caches(pre, loader, small_onnx):
+    gsha = Q.graph_sha256(onnx.load(str(small_onnx)))
+    return {m: Q.calibrate(pre, loader, m, image_set_sha256=loader.image_set_sha256(), source_graph_sha256=gsha)
+            for m in Q.CALIB_METHODS}
+
+
+def _run(proto, x):
+    from icnet_deploy.backends.onnxruntime import create_session
+
+    session = create_session(proto.SerializeToString() if not isinstance(proto, (str, bytes)) else proto, threads=1)
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+def _x(loader):
+    return next(iter(loader))
+
+
+# -- the data-loader protocol ------------------------------------------------------------------
+def test_image_batches_read_through_preprocess_at_model_size(calib_dir, manifest, tmp_path):
+    from PIL import Image
+
+    big = np.asarray(Image.open(next(calib_dir.glob("*.png"))).resize((512, 300)))
+    Image.fromarray(big).save(tmp_path / "odd_size.png")
+    loader = Q.ImageBatches.from_folder(tmp_path, height=H, width=W, mean=manifest.mean, std=manifest.std)
+    batches = list(loader)
+    assert len(loader) == len(batches) == 1
+    assert batches[0].shape == (1, 3, H, W) and batches[0].dtype == np.float32
+    from icnet_deploy.data.transforms import preprocess, resize_image
+
+    np.testing.assert_array_equal(batches[0], preprocess(resize_image(big, (H, W)), manifest.mean, manifest.std))
+
+
+def test_image_batches_batching_and_identity(calib_dir, manifest):
+    two = Q.ImageBatches.from_folder(calib_dir, height=H, width=W, mean=manifest.mean, std=manifest.std, batch=3)
+    shapes = [b.shape[0] for b in two]
+    assert shapes == [3, 1] and len(two) == 2 and two.num_images == 4
+    one = Q.ImageBatches.from_folder(calib_dir, height=H, width=W, mean=manifest.mean, std=manifest.std, limit=2)
+    assert one.num_images == 2
+    assert one.image_set_sha256() != two.image_set_sha256()
+    same = Q.ImageBatches.from_folder(calib_dir, height=H, width=W, mean=manifest.mean, std=manifest.std)
+    assert same.image_set_sha256() == two.image_set_sha256()
+
+
+def test_image_batches_errors(tmp_path, manifest):
+    kw = dict(height=H, width=W, mean=manifest.mean, std=manifest.std)
+    with pytest.raises(DataError, match="not found"):
+        Q.ImageBatches.from_folder(tmp_path / "missing", **kw)
+    with pytest.raises(DataError, match="no images"):
+        Q.ImageBatches.from_folder(tmp_path, **kw)
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.raises(DataError, match="no images"):
+        Q.ImageBatches.from_folder(tmp_path, **kw)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG but not really")
+    with pytest.raises(DataError, match="broken.png"):
+        list(Q.ImageBatches.from_folder(tmp_path, **kw))
+
+
+# -- calibration --------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", Q.CALIB_METHODS)
+def test_each_calibration_method(caches, pre, method):
+    cache = caches[method]
+    assert cache.method == method and cache.images == 4 and cache.input_size == [H, W]
+    relu_outputs = {n.output[0] for n in pre.graph.node if n.op_type == "Relu"}
+    assert relu_outputs <= set(cache.ranges)
+    for name, (lo, hi) in cache.ranges.items():
+        assert np.isfinite(lo) and np.isfinite(hi) and lo <= hi, name
+        if name in relu_outputs:
+            assert lo == 0.0, name  # non-negative tensors start at 0
+    assert (cache.percentile is not None) == (method == "percentile")
+
+
+def test_percentile_and_entropy_clip_inside_minmax(caches):
+    mm = caches["minmax"].ranges
+    for method in ("percentile", "entropy"):
+        ranges = caches[method].ranges
+        assert all(ranges[k][1] <= mm[k][1] * (1 + 1e-5) + 1e-6 for k in mm if k in ranges)
+        assert any(ranges[k][1] < mm[k][1] * 0.999 for k in mm if k in ranges)  # something was clipped
+
+
+def test_unknown_method_is_refused(pre, loader):
+    with pytest.raises(IcnetDeployError, match="unknown calibration method"):
+        Q.calibrate(pre, loader, "kl-magic")
+
+
+def test_cache_round_trip_and_refusals(caches, small_onnx, tmp_path):
+    cache = caches["percentile"]
+    path = cache.save(tmp_path / "calib.json")
+    data = json.loads(path.read_text())  # readable: tensor -> [min, max] plus provenance
+    assert data["method"] == "percentile" and data["ranges"] and data["graph_sha256"] and data["image_set_sha256"]
+    gsha = Q.graph_sha256(onnx.load(str(small_onnx)))
+    again = Q.CalibrationCache.load(path, graph_sha256=gsha, method="percentile")
+    assert again.ranges == pytest.approx(cache.ranges) and again.sha256() == cache.sha256()
+    with pytest.raises(ArtifactError, match="another model"):
+        Q.CalibrationCache.load(path, graph_sha256="0" * 64)
+    with pytest.raises(ArtifactError, match="minmax"):
+        Q.CalibrationCache.load(path, method="minmax")
+    (tmp_path / "junk.json").write_text("{not json")
+    with pytest.raises(ArtifactError, match="not valid JSON"):
+        Q.CalibrationCache.load(tmp_path / "junk.json")
+    (tmp_path / "other.json").write_text(json.dumps({"ranges": {}}))
+    with pytest.raises(ArtifactError, match="not an icnet-deploy calibration cache"):
+        Q.CalibrationCache.load(tmp_path / "other.json")
+    with pytest.raises(ArtifactError, match="not found"):
+        Q.CalibrationCache.load(tmp_path / "missing.json")
+
+
+def test_graph_hash_ignores_metadata(small_onnx):
+    proto = onnx.load(str(small_onnx))
+    before = Q.graph_sha256(proto)
+    proto.metadata_props.add(key="created", value="another day")
+    assert Q.graph_sha256(proto) == before
+
+
+# -- QDQ structure --------------------------------------------------------------------------------
+def _initializers(proto):
+    return {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+
+
+def _producers(proto):
+    return {o: n for n in proto.graph.node for o in n.output}
+
+
+def test_qdq_cpu_target_structure(pre, caches):
+    keep = Q.default_fp32_nodes(pre)
+    q = Q.quantize_qdq(pre, caches["percentile"], target="cpu", exclude=keep)
+    inits, producers = _initializers(q), _producers(q)
+    ops = [n.op_type for n in q.graph.node]
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    convs = [n for n in q.graph.node if n.op_type == "Conv"]
+    for conv in convs:
+        weight_dq = producers.get(conv.input[1])
+        if conv.name in keep:  # kept in fp32: float weights and a float input
+            assert weight_dq is None and (producers.get(conv.input[0]) is None
+                                          or producers[conv.input[0]].op_type != "DequantizeLinear"), conv.name
+            continue
+        assert weight_dq is not None and weight_dq.op_type == "DequantizeLinear", conv.name
+        w, scale, zp = (inits[i] for i in weight_dq.input[:3])
+        assert w.dtype == np.int8 and zp.dtype == np.int8 and not zp.any()  # symmetric int8 weights
+        assert scale.shape == (w.shape[0],)  # per output channel
+        act_dq = producers[conv.input[0]]
+        assert act_dq.op_type == "DequantizeLinear" and inits[act_dq.input[2]].dtype == np.uint8, conv.name
+    # uint8 activations: Relu folded into the producer's range (zero point 0 clips like Relu)
+    assert ops.count("Relu") < sum(1 for n in pre.graph.node if n.op_type == "Relu") // 2
+    assert {"/classifier/Conv"} <= set(keep) and any("final resize" in why for why in keep.values())
+
+
+def test_qdq_tensorrt_target_is_symmetric_int8(pre, caches):
+    q = Q.quantize_qdq(pre, caches["entropy"], target="tensorrt", exclude=Q.default_fp32_nodes(pre))
+    inits = _initializers(q)
+    zps = [inits[n.input[2]] for n in q.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert zps and all(z.dtype == np.int8 and not z.any() for z in zps)  # zero point 0 everywhere
+    assert "Relu" in [n.op_type for n in q.graph.node]  # kept for TensorRT to fuse
+
+
+def test_qdq_model_runs_and_roughly_agrees(pre, caches, small_onnx, loader):
+    x = _x(loader)
+    ref = _run(str(small_onnx), x)
+    for target in Q.TARGETS:
+        out = _run(Q.quantize_qdq(pre, caches["percentile"], target=target, exclude=Q.default_fp32_nodes(pre)), x)
+        assert out.shape == ref.shape and out.dtype == np.float32
+        assert Q.label_agreement(ref, out) > 80.0  # random weights: scores nearly tied, so only a sanity bound
+
+
+def test_target_validation(pre, caches):
+    with pytest.raises(IcnetDeployError, match="unknown INT8 target"):
+        Q.quantize_qdq(pre, caches["minmax"], target="gpu")
+
+
+# -- FP16 ---------------------------------------------------------------------------------------------
+def test_fp16_graph_runs_and_agrees(small_onnx, loader):
+    proto = Q.convert_fp16(onnx.load(str(small_onnx)))
+    assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # io kept fp32
+    assert proto.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    conv_weights = {n.input[1] for n in proto.graph.node if n.op_type == "Conv"}
+    kinds = {i.data_type for i in proto.graph.initializer if i.name in conv_weights}
+    assert kinds == {onnx.TensorProto.FLOAT16}
+    producers = _producers(proto)
+    for node in proto.graph.node:
+        if node.op_type in Q.FP16_KEEP_OPS:  # fp32 islands: fed through a Cast to float
+            src = producers.get(node.input[0])
+            assert src is None or src.op_type == "Cast" and src.attribute[0].i == onnx.TensorProto.FLOAT or \
+                src.op_type not in ("Conv", "Relu", "Add"), node.name
+    x = _x(loader)
+    ref, out = _run(str(small_onnx), x), _run(proto, x)
+    assert out.dtype == np.float32 and Q.label_agreement(ref, out) > 99.0
+
+
+# -- the sensitivity search ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, calib_dir):
+    """A two-block ICNet (8..64 channels): few layers, so the search runs in seconds."""
+    import torch
+
+    from icnet_deploy.export import export
+    from icnet_deploy.model import ICNet
+    from icnet_deploy.model.config import ICNetConfig
+
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        model = ICNet(ICNetConfig(name="tiny", width=0.125, blocks=(1, 1, 1, 1), cff_channels=32,
+                                  high_res_channels=(8, 8, 16))).eval()
+    path = tmp_path_factory.mktemp("tiny") / "tiny.onnx"
+    export(model, path, height=H, width=W, verify=False)
+    m = read_manifest(path)
+    pre = onnx.load(str(Q.prepare_for_quantization(path, path.with_name("pre.onnx"))))
+    loader = Q.ImageBatches.from_folder(calib_dir, height=H, width=W, mean=m.mean, std=m.std)
+    return pre, Q.calibrate(pre, loader, "minmax"), list(loader)[:2]
+
+
+def test_sensitivity_search_meets_its_target(tiny):
+    pre, cache, batches = tiny
+    all_int8 = Q.sensitivity_search(pre, cache, batches, target_agreement=1.0)
+    assert all_int8.met and all_int8.fp32_nodes == {} and all_int8.sensitivities == []
+    base = all_int8.agreement
+    target = min(99.99, base + (100.0 - base) / 2)  # halfway to perfect: needs some fp32 layers
+    result = Q.sensitivity_search(pre, cache, batches, target_agreement=target)
+    assert result.met and result.agreement >= target
+    assert 0 < len(result.fp32_nodes) < len(result.sensitivities)
+    assert all("sensitivity rank" in why for why in result.fp32_nodes.values())
+    # the claim holds when the graph is rebuilt with that fp32 set
+    q = Q.quantize_qdq(pre, cache, exclude=result.fp32_nodes)
+    got = np.mean([Q.label_agreement(_run(pre, b), _run(q, b)) for b in batches])
+    assert got == pytest.approx(result.agreement, abs=1e-6)
+    # the most sensitive layers are the ones kept
+    ranked = sorted(result.sensitivities, key=lambda s: -s.score)
+    assert set(result.fp32_nodes) == {s.node for s in ranked[:len(result.fp32_nodes)]}
