@@ -128,7 +128,8 @@ def test_cache_round_trip_and_refusals(caches, small_onnx, tmp_path):
     assert data["method"] == "percentile" and data["ranges"] and data["graph_sha256"] and data["image_set_sha256"]
     gsha = Q.graph_sha256(onnx.load(str(small_onnx)))
     again = Q.CalibrationCache.load(path, graph_sha256=gsha, method="percentile")
-    assert again.ranges == pytest.approx(cache.ranges) and again.sha256() == cache.sha256()
+    assert again.ranges.keys() == cache.ranges.keys() and again.sha256() == cache.sha256()
+    assert all(np.allclose(again.ranges[k], cache.ranges[k]) for k in cache.ranges)
     with pytest.raises(ArtifactError, match="another model"):
         Q.CalibrationCache.load(path, graph_sha256="0" * 64)
     with pytest.raises(ArtifactError, match="minmax"):

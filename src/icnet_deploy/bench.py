@@ -288,6 +288,9 @@ def bench(
             res["describe"] = r.describe()
             res["input_size"] = list(x.shape[2:])
             res["batch"] = int(x.shape[0])
+            if tuple(x.shape[2:]) != tuple(size):  # compute-only then runs at another size than eager: say so
+                res["note"] = (res.get("note", "") + "; " if res.get("note") else "") + \
+                    f"static input {x.shape[2]}×{x.shape[3]}, images are {size[0]}×{size[1]}"
         modes = ["compute"] + (["end_to_end"] if end_to_end else [])
         samples: dict[str, list[list[float]]] = {m: [[] for _ in runners] for m in modes}
         total = (warmup + iters) * len(runners) * len(modes)

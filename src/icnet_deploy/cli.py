@@ -521,7 +521,8 @@ def _bench_table(result: dict) -> Table:
     load = f"load avg {env.get('loadavg_before', float('nan')):.2f} → {env.get('loadavg_after', float('nan')):.2f}"
     table.caption = (f"speed-up = eager p50 / engine p50 (compute / end-to-end); peak RSS of a fresh process per engine "
                      f"(+ growth over its post-import baseline); {load} on {env.get('cpus')} CPUs"
-                     + (f"; [yellow]noisy (std > 10% of mean): {', '.join(noisy)}[/]" if noisy else ""))
+                     + (f"; [yellow]noisy (std > 10% of mean): {', '.join(noisy)}[/]" if noisy else "")
+                     + "".join(f"\n{escape(e['name'])}: {escape(e['note'])}" for e in result["engines"] if e.get("note")))
     return table
 
 

@@ -92,7 +92,8 @@ def engine_manifest(model: Any, *, precision: str, mode: str, batch: int, height
         versions=library_versions("torch"),
         details={
             "compile_mode": mode,
-            "compiler": "torch.compile (inductor), fullgraph, static shape",
+            "compiler": "torch.compile (inductor), fullgraph, static shape"
+                        + ("" if ident["device"] == "cuda" else ", C++ kernels with run-time thread count"),
             **ident,
             "cache_format": "zip: torch.compiler.save_cache_artifacts + Inductor C++ kernels",
         },

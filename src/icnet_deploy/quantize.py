@@ -79,12 +79,14 @@ TARGETS = ("cpu", "tensorrt")
 DEFAULT_PERCENTILE = 99.999
 CACHE_FORMAT = "icnet-deploy calibration cache"
 CACHE_VERSION = 1
-# Op types whose inputs/outputs get Q/DQ. Conv and MatMul carry the work; quantizing Add,
-# Resize and MaxPool too keeps whole residual blocks in int8 (fewer Q/DQ transitions — ORT
-# fuses DQ→op→Q into QLinearAdd/QLinearResize/uint8 MaxPool on CPU). Relu must be listed:
-# with uint8 activations the quantizer then folds it into the producer's range (zero point
-# = 0 clips like Relu) instead of quantizing the pre-Relu tensor with half its range wasted.
-QUANT_OP_TYPES = ("Conv", "MatMul", "Add", "Resize", "MaxPool", "Relu")
+# Op types whose inputs/outputs get Q/DQ. Conv and MatMul carry the work; quantizing Add and
+# MaxPool too keeps whole residual blocks in int8 (ORT fuses DQ→Add→Q into QLinearAdd), so
+# no Q/DQ transition sits inside a block. Resize stays float: measured on this CPU, ORT's
+# uint8 Resize (plus its Q/DQ) took ~4× the time of its fp32 NCHWc Upsample, and keeping it
+# float keeps the classifier's input unrounded. Relu must be listed: with uint8 activations
+# the quantizer then folds it into the producer's range (zero point 0 clips like Relu)
+# instead of quantizing the pre-Relu tensor with half its range wasted.
+QUANT_OP_TYPES = ("Conv", "MatMul", "Add", "MaxPool", "Relu")
 _FOLLOWERS = ("Relu",)  # quantized exactly when their input is: not layers of their own
 # FP16: ops that stay fp32 (resampling and whole-map reductions lose most in half precision).
 FP16_KEEP_OPS = ("Resize", "MatMul")
@@ -448,6 +450,9 @@ def quantize_qdq(
         "QDQKeepRemovableActivations": False,
         # one Q/DQ pair per tensor, shared by its consumers (what ORT's fusions and TensorRT expect)
         "DedicatedQDQPair": False,
+        # ORT CPU wants int32 biases (QLinearConv); TensorRT's explicit quantization takes only
+        # int8 Q/DQ and keeps biases float (it fuses them into the int8 kernel itself).
+        "QuantizeBias": not symmetric,
     }
     if _has_shape_info(proto):  # already shape-inferred (the search quantizes one graph many times)
         loaded = onnx.ModelProto()

@@ -274,10 +274,11 @@ def test_compiled_runner_matches_eager(cpu_engine, small_checkpoint):
 
 @pytest.mark.slow
 def test_cached_start_in_a_fresh_cache_dir(cpu_engine, tmp_path):
-    """A new process with an empty Inductor cache compiles from the engine's artefacts, not from scratch."""
+    """A new process with an empty Inductor cache compiles from the engine's artefacts, not from scratch,
+    also with another thread count than the build's (the C++ kernels read it at run time)."""
     script = (
         "import json, sys; from icnet_deploy.backends.loader import load\n"
-        "r = load(sys.argv[1], threads=1)\n"
+        "r = load(sys.argv[1], threads=2)\n"
         "with r: print(json.dumps(r.startup))\n"
     )
     env = os.environ | {"TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor"), "OMP_NUM_THREADS": "1"}
@@ -361,3 +362,36 @@ def test_cli_infer_engine_auto_says_what_it_picked(cpu_engine, tmp_path):
     assert result.exit_code == 0, result.output
     assert "--engine auto picked" in result.output and "fastest of 2 engine(s)" in result.output
     assert (tmp_path / "out" / "scene_labelTrainIds.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--backend", "torch", "--int8"], "give exactly one of --fp16 or --fp32"),
+        (["--backend", "torch"], "give exactly one of --fp16 or --fp32"),
+        (["--fp32"], "are for --backend torch"),
+        (["--fp16", "--compile", "default"], "are for --backend torch"),
+    ],
+)
+def test_cli_build_engine_torch_usage_errors(small_checkpoint, tmp_path, args, message):
+    from typer.testing import CliRunner
+
+    from icnet_deploy.cli import app
+
+    result = CliRunner().invoke(app, ["build-engine", str(small_checkpoint), "-o", str(tmp_path / "e.torch"), *args])
+    assert result.exit_code == 2 and message in result.output, result.output
+
+
+@pytest.mark.slow
+def test_cli_build_engine_backend_torch(cpu_engine, small_checkpoint, tmp_path):
+    from typer.testing import CliRunner
+
+    from icnet_deploy.cli import app
+
+    out = tmp_path / "cli.torch"
+    result = CliRunner().invoke(app, ["build-engine", str(small_checkpoint), "--backend", "torch", "--fp32", "--size",
+                                      f"{H}x{W}", "--device", "cpu", "--threads", "1", "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    m = read_manifest(out)
+    assert (m.format, m.precision, m.input_shape, m.details["compile_mode"]) == ("torch", "fp32", [1, 3, H, W], "default")
+    assert f"wrote {out}" in result.output

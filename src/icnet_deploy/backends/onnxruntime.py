@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import ArtifactError, BackendUnavailable
 from .base import Runner
 
-__all__ = ["create_session", "OnnxRuntimeRunner", "INSTALL_HINT"]
+__all__ = ["create_session", "OnnxRuntimeRunner", "INSTALL_HINT", "resolve_providers", "active_provider"]
 
 INSTALL_HINT = "pip install icnet-deploy[cpu]  (or icnet-deploy[gpu] for onnxruntime-gpu; never both)"
 
@@ -83,6 +83,38 @@ def _runner_providers(device: str, provider: str | None) -> list[Any]:
             continue
         out.append((name, {"device_id": device_id}) if name in ("CUDAExecutionProvider", "TensorrtExecutionProvider") else name)
     return out
+
+
+def resolve_providers(requested: str | None = None, *, device_id: int = 0, precision: str = "fp32",
+                      cache_dir: str | Path | None = None) -> list[Any]:
+    """The provider list for ``requested`` (``"cpu"``, ``"cuda"``, ``"tensorrt"`` or an onnxruntime
+    provider name) with its fallbacks, refusing one this onnxruntime does not have.
+
+    The TensorRT execution provider gets an engine cache and a timing cache in ``cache_dir``
+    (default ``~/.cache/icnet_deploy/ort_trt``), so a session does not rebuild its engines on
+    every start, and fp16/int8 enabled to match ``precision`` (fp16 graphs and QDQ graphs).
+    Check ``active_provider(session)`` afterwards: it is what really runs.
+    """
+    device = "cuda" if requested and requested.lower() not in ("cpu", "cpuexecutionprovider") else "cpu"
+    chain = _runner_providers(f"{device}:{device_id}" if device == "cuda" else "cpu", requested)
+    out: list[Any] = []
+    for entry in chain:
+        if isinstance(entry, tuple) and entry[0] == "TensorrtExecutionProvider":
+            folder = Path(cache_dir) if cache_dir else Path.home() / ".cache" / "icnet_deploy" / "ort_trt"
+            folder.mkdir(parents=True, exist_ok=True)
+            options = dict(entry[1], trt_engine_cache_enable=True, trt_engine_cache_path=str(folder),
+                           trt_timing_cache_enable=True, trt_timing_cache_path=str(folder),
+                           trt_fp16_enable=precision == "fp16", trt_int8_enable=precision == "int8")
+            out.append((entry[0], options))
+        else:
+            out.append(entry)
+    return out
+
+
+def active_provider(session: Any) -> str:
+    """The provider that really runs ``session``: onnxruntime-gpu silently drops a provider it
+    cannot start (no CUDA driver, missing TensorRT libraries) and runs the graph on the CPU."""
+    return session.get_providers()[0]
 
 
 class OnnxRuntimeRunner(Runner):

@@ -18,6 +18,8 @@ compiles (``fullgraph=True, dynamic=False``: one static shape, no graph breaks) 
 warm-up batch, so the first ``infer()`` is not the slow one. Dynamo still traces the model at
 every start (seconds); everything after that comes from the cache. Inference itself is the
 eager ``TorchRunner``'s (channels-last input, fp16 inside, float32 logits at the interface).
+On CPU the C++ kernels read the OpenMP thread count at run time, so one engine serves any
+``threads`` without recompiling.
 
 An engine holds native code and pickled cache entries, like any compiled engine: load only
 engines you built or trust (the manifest's sha256 guards against corruption, not against a
@@ -153,7 +155,12 @@ def compile_module(net: Any, mode: str, device: str) -> Any:
 
     if mode not in COMPILE_MODES:
         raise IcnetDeployError(f"compile mode must be one of {', '.join(COMPILE_MODES)}, got {mode!r}")
-    compiled = torch.compile(net, mode=None if mode == "default" else mode, dynamic=False, fullgraph=True)
+    # CPU: kernels that read the OpenMP thread count at run time. By default Inductor bakes in
+    # torch.get_num_threads() and keys its cache on it, so an engine built with 2 threads would
+    # recompile from scratch when started with 4.
+    options = None if device.startswith("cuda") else {"cpp.dynamic_threads": True}
+    compiled = torch.compile(net, mode=None if mode == "default" else mode, dynamic=False, fullgraph=True,
+                             options=options)
     if mode == "default" or not device.startswith("cuda"):
         return compiled
 
@@ -164,13 +171,21 @@ def compile_module(net: Any, mode: str, device: str) -> Any:
     return step
 
 
-def _fx_cache_hits() -> int | None:
+def _fx_cache_counts() -> tuple[int, int] | None:
     try:
         from torch._dynamo.utils import counters  # private: only for reporting hit/miss
 
-        return int(counters["inductor"]["fxgraph_cache_hit"])
+        return int(counters["inductor"]["fxgraph_cache_hit"]), int(counters["inductor"]["fxgraph_cache_miss"])
     except Exception:
         return None
+
+
+def _cache_outcome(before: tuple[int, int] | None, after: tuple[int, int] | None) -> str | None:
+    if before is None or after is None:
+        return None
+    if after[1] > before[1]:
+        return "miss"
+    return "hit" if after[0] > before[0] else "reused in-process"
 
 
 ENGINE_KIND = "icnet-deploy torch engine"
@@ -344,18 +359,18 @@ class CompiledTorchRunner(TorchRunner):
         # Compile now, on the engine's own shape and dtype, so the first infer() is not the slow one;
         # reduce-overhead records its CUDA graph on the second/third call.
         dummy = np.zeros((self.batch_size, 3, self.input_height, self.input_width), np.float32)
-        hits = _fx_cache_hits()
+        counts = _fx_cache_counts()
         first = time.perf_counter()
         self._infer_impl(dummy)
         compile_s = time.perf_counter() - first
-        after = _fx_cache_hits()
+        outcome = _cache_outcome(counts, _fx_cache_counts())
         for _ in range(2):
             self._infer_impl(dummy)
         if self.device.startswith("cuda"):
             torch.cuda.synchronize()
         self.startup = {
             "cache": cache,
-            "fx_graph_cache": None if hits is None or after is None else ("hit" if after > hits else "miss"),
+            "fx_graph_cache": outcome,  # hit | miss | reused in-process (Dynamo had compiled this already)
             "compile_s": round(compile_s, 2),
             "startup_s": round(time.perf_counter() - started, 2),
             "cache_dir": cache_dir(),

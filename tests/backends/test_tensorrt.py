@@ -1,0 +1,88 @@
+"""TensorRT engines from the 128×256 fixture export: build (strongly typed, timing cache), run
+(name-based I/O, execute_async_v3), agree with fp32, and refuse engines built elsewhere.
+
+Needs the real ``tensorrt`` package and a CUDA GPU; everything here skips with the reason
+otherwise (no fake TensorRT module: a fake would test nothing but itself).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.tensorrt, pytest.mark.gpu]
+
+trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install icnet-deploy[tensorrt] on a GPU machine)")
+torch = pytest.importorskip("torch")
+if not torch.cuda.is_available():
+    pytest.skip("TensorRT needs a CUDA GPU; torch sees none", allow_module_level=True)
+
+from icnet_deploy.backends.onnxruntime import create_session  # noqa: E402
+from icnet_deploy.backends.tensorrt import TensorRTRunner, gpu_info  # noqa: E402
+from icnet_deploy.build import build_engine  # noqa: E402
+from icnet_deploy.errors import ArtifactError  # noqa: E402
+from icnet_deploy.manifest import manifest_path, read_manifest  # noqa: E402
+
+H, W = 128, 256
+
+
+@pytest.fixture(scope="module")
+def engines(tmp_path_factory, small_onnx, calib_dir):
+    folder = tmp_path_factory.mktemp("trt")
+    cache = folder / "timing.cache"
+    fp16 = build_engine(small_onnx, folder / "fp16.engine", precision="fp16", backend="tensorrt", timing_cache=cache)
+    int8 = build_engine(small_onnx, folder / "int8.engine", precision="int8", backend="tensorrt", calib=calib_dir,
+                        timing_cache=cache)
+    return {"fp16": (folder / "fp16.engine", fp16), "int8": (folder / "int8.engine", int8), "cache": cache}
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_engine_manifest(engines, precision):
+    path, manifest = engines[precision]
+    assert read_manifest(path).sha256 == manifest.sha256
+    assert (manifest.format, manifest.precision, manifest.target) == ("tensorrt", precision, "tensorrt")
+    here = gpu_info()
+    d = manifest.details
+    assert d["tensorrt"] == trt.__version__ and d["gpu"] == here["gpu"]
+    assert d["compute_capability"] == here["compute_capability"] and "strongly typed" in d["network"]
+    if precision == "int8":
+        assert d["activation_dtype"] == "int8" and d["calibration"]["images"] == 4
+    assert engines["cache"].is_file() and engines["cache"].stat().st_size > 0
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_engine_runs_and_agrees_with_fp32(engines, small_onnx, precision):
+    path, manifest = engines[precision]
+    x = np.random.default_rng(0).standard_normal((1, 3, H, W)).astype(np.float32)
+    session = create_session(small_onnx)
+    ref = session.run(None, {session.get_inputs()[0].name: x})[0]
+    with TensorRTRunner(path) as runner:
+        out = runner.infer(x)
+        assert runner.describe()["provider"] == "TensorRT"
+    assert out.shape == ref.shape == (1, 19, H, W) and out.dtype == np.float32
+    agreement = float((out.argmax(1) == ref.argmax(1)).mean()) * 100
+    assert agreement > (99.0 if precision == "fp16" else 80.0)  # random weights: loose for int8
+
+
+def _tampered(engines, tmp_path, **details):
+    path, _ = engines["fp16"]
+    copy = tmp_path / "copy.engine"
+    copy.write_bytes(path.read_bytes())
+    data = json.loads(manifest_path(path).read_text())
+    data["details"].update(details)
+    manifest_path(copy).write_text(json.dumps(data))
+    return copy
+
+
+def test_engine_for_another_tensorrt_version_is_refused(engines, tmp_path):
+    copy = _tampered(engines, tmp_path, tensorrt="9.0.0")
+    with pytest.raises(ArtifactError, match="TensorRT 9.0.0"):
+        TensorRTRunner(copy).activate()
+
+
+def test_engine_for_another_gpu_is_refused(engines, tmp_path):
+    copy = _tampered(engines, tmp_path, compute_capability="1.0", gpu="Imaginary GPU")
+    with pytest.raises(ArtifactError, match="Imaginary GPU"):
+        TensorRTRunner(copy).activate()

@@ -1,0 +1,215 @@
+"""build-engine: FP16 / INT8 ONNX Runtime engines from the 128×256 fixture export, their manifests,
+the calibration cache, and the error paths (one line, exit 2, nothing written)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from typer.testing import CliRunner
+
+from icnet_deploy import build_engine
+from icnet_deploy.cli import app
+from icnet_deploy.errors import ArtifactError, BackendUnavailable, IcnetDeployError
+from icnet_deploy.manifest import read_manifest
+
+runner = CliRunner()
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.fixture(scope="module")
+def int8_build(tmp_path_factory, small_onnx, calib_dir):
+    """One INT8 build through the CLI (JSON on stdout), with an explicit calibration cache."""
+    out_dir = tmp_path_factory.mktemp("int8")
+    out, cache = out_dir / "icnet_int8.onnx", out_dir / "calib_cache.json"
+    result = runner.invoke(app, ["build-engine", str(small_onnx), "--int8", "--calib", str(calib_dir),
+                                 "--calib-cache", str(cache), "--threads", "1", "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    return out, cache, json.loads(result.stdout)
+
+
+def test_int8_cli_writes_engine_manifest_and_cache(int8_build, small_onnx):
+    out, cache, payload = int8_build
+    assert _files(out.parent) == ["calib_cache.json", "icnet_int8.onnx", "icnet_int8.onnx.json"]
+    manifest = read_manifest(out)  # sha256 verified
+    assert payload["manifest"]["sha256"] == manifest.sha256
+    assert (manifest.format, manifest.precision, manifest.target) == ("onnx", "int8", "cpu")
+    assert manifest.parent_sha256 == read_manifest(small_onnx).sha256
+    assert manifest.input_shape == [1, 3, 128, 256] and manifest.input_dtype == "float32"
+    d = manifest.details
+    assert d["activation_dtype"] == "uint8" and "QDQQuantizer" in d["quantizer"]
+    calib = d["calibration"]
+    assert calib["method"] == "percentile" and calib["images"] == 4 and calib["cache"] == str(cache)
+    assert calib["cache_sha256"] == json.loads(json.dumps(calib))["cache_sha256"] and len(calib["cache_sha256"]) == 64
+    assert "/classifier/Conv" in d["fp32_layers"] and d["fp32_rule"] == "fixed rule"
+    sets = d["parity"]["sets"]
+    assert set(sets) == {"scenes", "photos"}
+    assert sets["scenes"]["images"] and "miou_drop" in sets["scenes"] and "miou_drop" not in sets["photos"]
+    assert all(50.0 < s["agreement_pct"] <= 100.0 for s in sets.values())  # random weights: loose
+    # the manifest travels inside the ONNX file too
+    embedded = {p.key for p in onnx.load(str(out), load_external_data=False).metadata_props}
+    assert "icnet_deploy.manifest" in embedded
+
+
+def test_int8_engine_runs_through_load(int8_build):
+    from icnet_deploy.backends import load
+
+    out, _, _ = int8_build
+    with load(out) as r:
+        y = r.infer(np.zeros((1, 3, 128, 256), np.float32))
+        assert y.shape == (1, 19, 128, 256) and r.describe()["precision"] == "int8"
+
+
+def test_calibration_cache_is_reused(int8_build, small_onnx, tmp_path):
+    out, cache, payload = int8_build
+    again = build_engine(small_onnx, tmp_path / "again.onnx", precision="int8", calib_cache=cache, threads=1)
+    c0, c1 = payload["manifest"]["details"]["calibration"], again.details["calibration"]
+    assert c1["cache_sha256"] == c0["cache_sha256"] and c1["image_set_sha256"] == c0["image_set_sha256"]
+    assert _files(tmp_path) == ["again.onnx", "again.onnx.json"]  # no new cache written
+
+
+def test_cache_for_another_model_is_refused(int8_build, small_checkpoint, tmp_path):
+    from icnet_deploy.export import export
+
+    other = tmp_path / "other.onnx"
+    export(small_checkpoint, other, height=128, width=192, verify=False)  # same weights, another graph
+    _, cache, _ = int8_build
+    out = tmp_path / "x.onnx"
+    result = runner.invoke(app, ["build-engine", str(other), "--int8", "--calib-cache", str(cache), "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "another model" in result.output and not out.exists()
+
+
+def test_cache_made_with_another_method_is_refused(int8_build, small_onnx, tmp_path):
+    _, cache, _ = int8_build
+    with pytest.raises(ArtifactError, match="'percentile', not 'minmax'"):
+        build_engine(small_onnx, tmp_path / "x.onnx", precision="int8", calib_cache=cache, calib_method="minmax")
+    assert _files(tmp_path) == []
+
+
+def test_fp16_engine(small_onnx, tmp_path):
+    manifest = build_engine(small_onnx, tmp_path / "fp16.onnx", precision="fp16", threads=1)
+    assert (manifest.precision, manifest.input_dtype, manifest.output_dtype) == ("fp16", "float32", "float32")
+    d = manifest.details
+    assert set(d["fp32_ops"]) == {"Resize", "MatMul"} and d["fp32_layers"]
+    assert "not faster on CPU" in d["note"]
+    for s in d["parity"]["sets"].values():
+        assert s["agreement_pct"] >= 99.0  # random weights; the trained checkpoint gives ≥ 99.9
+    assert _files(tmp_path) == ["fp16.onnx", "fp16.onnx.json"]
+
+
+def test_fp16_cli_says_it_is_not_faster_on_cpu(small_onnx, tmp_path):
+    result = runner.invoke(app, ["build-engine", str(small_onnx), "--fp16", "-o", str(tmp_path / "f.onnx")])
+    assert result.exit_code == 0, result.output
+    assert "not faster" in result.output and "kept in fp32" in result.output
+
+
+def test_explicit_fp32_layers_and_tensorrt_target(small_onnx, calib_dir, tmp_path):
+    m = build_engine(small_onnx, tmp_path / "t.onnx", precision="int8", calib=calib_dir, target="tensorrt",
+                     fp32_layers=["/classifier/Conv"], calib_method="minmax", threads=1)
+    assert m.target == "tensorrt" and m.details["activation_dtype"] == "int8"
+    assert m.details["fp32_layers"] == {"/classifier/Conv": "kept fp32 on request"}
+    assert m.details["calibration"]["method"] == "minmax"
+    with pytest.raises(IcnetDeployError, match="not a node"):
+        build_engine(small_onnx, tmp_path / "u.onnx", precision="int8", calib=calib_dir, fp32_layers=["/nope"])
+
+
+# -- errors: one line, exit 2, no output file ----------------------------------------------------------
+def _bad_calib(tmp_path: Path, kind: str) -> Path:
+    folder = tmp_path / kind
+    if kind == "missing":
+        return folder
+    folder.mkdir()
+    if kind == "not-images":
+        (folder / "readme.txt").write_text("calibration images go here")
+    elif kind == "broken-image":
+        (folder / "scene.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    return folder
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("missing", "calibration folder not found"),
+    ("empty", "no images found"),
+    ("not-images", "no images found"),
+    ("broken-image", "scene.jpg: cannot read image"),
+])
+def test_bad_calibration_folders(small_onnx, tmp_path, kind, message):
+    calib = _bad_calib(tmp_path, kind)
+    out = tmp_path / "out" / "e.onnx"
+    result = runner.invoke(app, ["build-engine", str(small_onnx), "--int8", "--calib", str(calib), "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], result.output
+    assert not out.exists() and not (out.parent.exists() and _files(out.parent))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--int8", "--calib-method", "kl"], "unknown calibration method 'kl'"),
+    (["--int8", "--fp16"], "exactly one of --fp16 or --int8"),
+    ([], "exactly one of --fp16 or --int8"),
+    (["--int8", "--target", "gpu"], "unknown target 'gpu'"),
+    (["--int8", "--target-agreement", "150"], "percentage"),
+    (["--fp16", "--backend", "tvm"], "unknown backend 'tvm'"),
+])
+def test_bad_arguments(small_onnx, calib_dir, tmp_path, args, message):
+    out = tmp_path / "e.onnx"
+    result = runner.invoke(app, ["build-engine", str(small_onnx), *args, "--calib", str(calib_dir), "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and not out.exists()
+
+
+def test_bad_models(int8_build, tmp_path):
+    out = tmp_path / "e.onnx"
+    engine, _, _ = int8_build
+    result = runner.invoke(app, ["build-engine", str(engine), "--fp16", "-o", str(out)])
+    assert result.exit_code == 2 and "already int8" in result.output
+    foreign = tmp_path / "foreign.onnx"
+    shutil.copy(engine, foreign)
+    foreign.write_bytes(foreign.read_bytes()[:1000])
+    result = runner.invoke(app, ["build-engine", str(foreign), "--fp16", "-o", str(out)])
+    assert result.exit_code == 2 and "foreign.onnx" in result.output
+    result = runner.invoke(app, ["build-engine", str(tmp_path / "nope.onnx"), "--fp16", "-o", str(out)])
+    assert result.exit_code == 2 and "not found" in result.output
+    assert not out.exists()
+
+
+def test_tensorrt_backend_without_tensorrt_is_one_clear_error(small_onnx, tmp_path):
+    try:
+        import tensorrt  # noqa: F401
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("TensorRT and a GPU are here: tests/backends/test_tensorrt.py builds real engines")
+    except ImportError:
+        pass
+    with pytest.raises(BackendUnavailable, match="TensorRT|GPU"):
+        build_engine(small_onnx, tmp_path / "x.engine", precision="fp16", backend="tensorrt")
+    assert _files(tmp_path) == []
+
+
+# -- ONNX Runtime providers ----------------------------------------------------------------------------
+def test_provider_helpers_report_what_really_runs(small_onnx):
+    import onnxruntime as ort
+
+    from icnet_deploy.backends.onnxruntime import active_provider, create_session, resolve_providers
+
+    assert resolve_providers("cpu") == ["CPUExecutionProvider"]
+    session = create_session(small_onnx, providers=resolve_providers("cpu"), threads=1)
+    assert active_provider(session) == "CPUExecutionProvider"
+    available = ort.get_available_providers()
+    for wanted, name in (("cuda", "CUDAExecutionProvider"), ("tensorrt", "TensorrtExecutionProvider")):
+        if name in available:
+            chain = resolve_providers(wanted, precision="int8")
+            assert chain[0][0] == name and chain[-1] == "CPUExecutionProvider"
+            if name == "TensorrtExecutionProvider":
+                assert chain[0][1]["trt_engine_cache_enable"] and chain[0][1]["trt_int8_enable"]
+        else:  # onnxruntime (CPU build) here: refused instead of a silent CPU fallback
+            with pytest.raises(BackendUnavailable, match=name):
+                resolve_providers(wanted)
