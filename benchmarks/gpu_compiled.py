@@ -397,7 +397,7 @@ def main() -> int:
     engine = cache_root / "icnet_fp16_b1.torch"
     t = time.perf_counter()
     manifest = compile_engine(model, engine, precision="fp16", mode="reduce-overhead", batch=1, height=SIZE[0],
-                              width=SIZE[1], device="cuda", inputs=inputs,
+                              width=SIZE[1], device="cuda", inputs=inputs, min_agreement=0.0,  # reported, not gated
                               progress=lambda m: print(f"  build: {m}", flush=True))
     results["build"] = {"seconds": round(time.perf_counter() - t, 1), "compile_s": manifest.details["build_compile_s"],
                         "fx_graph_cache": manifest.details["build_fx_graph_cache"],
@@ -467,7 +467,9 @@ def main() -> int:
     results["seconds"] = round(time.perf_counter() - started, 1)
     lat, thr = results["latency_b1"], results["throughput_b8"]
     results["goals_met"] = {"b1_fp16_ms": lat["compiled-fp16"]["p50_ms"] <= GOAL_B1_MS,
-                            "b8_images_per_s": thr["compiled-fp16"]["images_per_s"] >= GOAL_B8_IPS}
+                            "b8_images_per_s": thr["compiled-fp16"]["images_per_s"] >= GOAL_B8_IPS,
+                            "fp16_agreement_99_9": results["parity_b1"]["compiled-fp16"]["agreement_vs_eager_fp32_pct"]
+                            >= 99.9}
     _print_table(results)
     out = args.out or (Path(os.environ["OUT"]) / "gpu_compiled.json" if os.environ.get("OUT") else None)
     if out:
@@ -514,7 +516,9 @@ def _print_table(r: dict) -> None:
     g = r["goals_met"]
     b1_ms, b8_ips = lat["compiled-fp16"]["p50_ms"], thr["compiled-fp16"]["images_per_s"]
     print(f"goals: b1 fp16 ≤ {GOAL_B1_MS} ms: {'met' if g['b1_fp16_ms'] else 'MISSED'} ({b1_ms:.3f} ms); "
-          f"b8 ≥ {GOAL_B8_IPS:.0f} img/s: {'met' if g['b8_images_per_s'] else 'MISSED'} ({b8_ips:.0f})")
+          f"b8 ≥ {GOAL_B8_IPS:.0f} img/s: {'met' if g['b8_images_per_s'] else 'MISSED'} ({b8_ips:.0f}); "
+          f"fp16 agreement ≥ 99.9%: {'met' if g['fp16_agreement_99_9'] else 'MISSED'}"
+          + (" (random weights: not meaningful)" if r["checkpoint"].startswith("random") else ""))
     print(f"total {r['seconds']} s")
 
 

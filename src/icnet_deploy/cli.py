@@ -515,7 +515,7 @@ def _bench_table(result: dict) -> Table:
             p = e.get("parity")
             row.append("baseline" if p is None else "n/a" if "error" in p else (
                 ("[green]pass[/]" if p["passed"] else "[bold red]FAIL[/]") + f" {p['agreement_pct']:.3f}%"
-                + (f", ΔmIoU {p['miou_drop']:+.2f}" if p["miou_drop"] is not None else "")))
+                + (f", mIoU drop {p['miou_drop']:.2f}".replace("-0.00", "0.00") if p["miou_drop"] is not None else "")))
         table.add_row(*row)
     env = result["environment"]
     load = f"load avg {env.get('loadavg_before', float('nan')):.2f} → {env.get('loadavg_after', float('nan')):.2f}"

@@ -139,8 +139,17 @@ def check_compatible(artifact: str | Path, manifest: Manifest) -> None:
 
 def cache_dir() -> str:
     """Torch's local compile cache directory (where hot-loaded artefacts and built kernels go)."""
-    from torch._inductor.runtime.cache_dir_utils import cache_dir as _inductor_cache_dir
+    try:
+        from torch._inductor.runtime.cache_dir_utils import cache_dir as _inductor_cache_dir
+    except ImportError:  # older torch: the same rule, by hand
+        import getpass
+        import os
+        import tempfile
 
+        path = os.environ.get("TORCHINDUCTOR_CACHE_DIR") or os.path.join(
+            tempfile.gettempdir(), "torchinductor_" + "".join(c if c.isalnum() else "_" for c in getpass.getuser()))
+        os.makedirs(path, exist_ok=True)
+        return os.path.abspath(path)
     return _inductor_cache_dir()
 
 
