@@ -32,7 +32,7 @@ def _ensure(args: argparse.Namespace) -> dict[str, Path]:
 
     out = Path(args.out)
     paths = {"fp32": Path(args.onnx) if args.onnx else out / "icnet.onnx",
-             "int8": Path(args.int8) if args.int8 else out / "icnet_int8.onnx",
+             "int8": Path(args.int8[0]) if args.int8 else out / "icnet_int8.onnx",
              "fp16": Path(args.fp16) if args.fp16 else out / "icnet_fp16.onnx"}
     if not paths["fp32"].exists():
         print(f"exporting {paths['fp32']} …", file=sys.stderr)
@@ -44,13 +44,16 @@ def _ensure(args: argparse.Namespace) -> dict[str, Path]:
             build_engine(paths["fp32"], paths[precision], precision=precision, calib=args.calib,
                          target_agreement=args.target_agreement if precision == "int8" else None)
             print(f"  {time.perf_counter() - t:.0f} s", file=sys.stderr)
-    return {k: v for k, v in paths.items() if k not in args.skip}
+    paths = {k: v for k, v in paths.items() if k not in args.skip}
+    for i, extra in enumerate((args.int8 or [])[1:], 2):
+        paths[f"int8_{i}"] = Path(extra)
+    return paths
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--onnx", help="fp32 ONNX export (default: export the shipped checkpoint)")
-    parser.add_argument("--int8", help="INT8 QDQ engine (default: build one)")
+    parser.add_argument("--int8", action="append", help="INT8 QDQ engine(s) (repeatable; default: build one)")
     parser.add_argument("--fp16", help="FP16 engine (default: build one)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["int8", "fp16"], help="leave these out")
     parser.add_argument("--checkpoint", help="eager weights (default: the engines' own checkpoint / the shipped one)")
@@ -66,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     from icnet_deploy.manifest import read_manifest
 
     paths = _ensure(args)
-    order = [paths[k] for k in ("fp32", "int8", "fp16") if k in paths]
+    order = [paths["fp32"]] + [v for k, v in paths.items() if k.startswith("int8")] + ([paths["fp16"]] if "fp16" in paths else [])
     report = bench(order, size=(1024, 2048), iters=args.iters, warmup=1, threads=args.threads,
                    checkpoint=args.checkpoint, memory=False, end_to_end=False)
     rows = report.engines  # eager first, then the engines in `order`

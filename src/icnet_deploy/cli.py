@@ -713,6 +713,13 @@ def build_engine_cmd(
     else:
         for node, why in kept.items():
             console.print(f"  {escape(node)}: {escape(why)}", highlight=False)
+    gate = {"int8": 99.5, "fp16": 99.9}[manifest.precision]  # check's default agreement thresholds
+    low = [k for k, s in d["parity"]["sets"].items() if s["agreement_pct"] < gate]
+    if low:
+        hint = " (try --target-agreement 99.8: keeps the most sensitive layers in fp32)" if manifest.precision == "int8" \
+            and d.get("fp32_rule") != "sensitivity search" else ""
+        console.print(f"[yellow]warning:[/] agreement with fp32 is below {gate}% on {', '.join(low)}; "
+                      f"`icnet-deploy check` will fail this engine{hint}", highlight=False)
     if manifest.precision == "fp16" and d["backend"] == "onnxruntime":
         console.print("note: ONNX Runtime CPU has no fp16 kernels: this engine checks fp16 accuracy on CPU, it is "
                       "not faster there (use the CUDA/TensorRT provider or --backend tensorrt for speed)", highlight=False)

@@ -70,7 +70,8 @@ def load(artifact_or_checkpoint: str | Path | None = None, *, device: str = "cpu
         except ImportError as exc:  # the module itself, or tensorrt/cuda-python under it
             raise BackendUnavailable(f"{path}: is a TensorRT engine, but the TensorRT backend cannot be imported "
                                      f"here ({exc}); install icnet-deploy[tensorrt] on a machine with a GPU") from None
-        return TensorRTRunner(path)  # it reads (and checks) its own manifest: GPU, TensorRT version
+        # it checks the engine against this GPU and TensorRT version when activated
+        return TensorRTRunner(path, manifest=manifest, device=device if device.startswith("cuda") else "cuda", name=name)
     if manifest.format == "torch":
         try:
             from .torch_compiled import CompiledTorchRunner

@@ -151,9 +151,17 @@ class OnnxRuntimeRunner(Runner):
         self._input_dtype = manifest.input_dtype
 
     def _activate_impl(self) -> None:
-        providers = _runner_providers(self.device, self.requested_provider)
-        self._session = create_session(self.path, providers=providers, threads=self.threads)
-        self.provider = self._session.get_providers()[0]
+        requested = self.requested_provider or ("cuda" if self.device.startswith("cuda") else "cpu")
+        device_id = int(self.device.split(":", 1)[1]) if ":" in self.device else 0
+        providers = resolve_providers(requested, device_id=device_id, precision=self.precision)
+        session = create_session(self.path, providers=providers, threads=self.threads)
+        self.provider = active_provider(session)
+        wanted = providers[0][0] if isinstance(providers[0], tuple) else providers[0]
+        if wanted != "CPUExecutionProvider" and self.provider == "CPUExecutionProvider":
+            # onnxruntime-gpu drops a provider it cannot start without an error: never time a CPU run as a GPU one
+            raise BackendUnavailable(f"{self.path}: onnxruntime could not start {wanted} here (no usable GPU, driver "
+                                     "or TensorRT libraries) and fell back to the CPU")
+        self._session = session
 
     def _infer_impl(self, batch: Any) -> Any:
         import numpy as np
