@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             m = read_manifest(spec, verify=False)
             sets = (m.details.get("parity") or {}).get("sets") or {}
             parity = "  ".join(
-                f"{k} {v['agreement_pct']:.2f}%" + (f" (mIoU −{v['miou_drop']:.2f})" if "miou_drop" in v else "")
+                f"{k} {v['agreement_pct']:.2f}%" + (f" (mIoU {-v['miou_drop']:+.2f})" if "miou_drop" in v else "")
                 for k, v in sets.items())
         name = row["name"] if spec == "eager" else f"{row['name']} ({read_manifest(spec, verify=False).precision})"
         print(f"{name:28s} {c['p50_ms']:9.1f} {c['min_ms']:9.1f} {eager_p50 / c['p50_ms']:8.2f}× "

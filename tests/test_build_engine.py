@@ -68,7 +68,7 @@ def test_int8_engine_runs_through_load(int8_build):
 
 
 def test_calibration_cache_is_reused(int8_build, small_onnx, tmp_path):
-    out, cache, payload = int8_build
+    _, cache, payload = int8_build
     again = build_engine(small_onnx, tmp_path / "again.onnx", precision="int8", calib_cache=cache, threads=1)
     c0, c1 = payload["manifest"]["details"]["calibration"], again.details["calibration"]
     assert c1["cache_sha256"] == c0["cache_sha256"] and c1["image_set_sha256"] == c0["image_set_sha256"]

@@ -81,7 +81,7 @@ def test_image_batches_batching_and_identity(calib_dir, manifest):
 
 
 def test_image_batches_errors(tmp_path, manifest):
-    kw = dict(height=H, width=W, mean=manifest.mean, std=manifest.std)
+    kw = {"height": H, "width": W, "mean": manifest.mean, "std": manifest.std}
     with pytest.raises(DataError, match="not found"):
         Q.ImageBatches.from_folder(tmp_path / "missing", **kw)
     with pytest.raises(DataError, match="no images"):
@@ -253,7 +253,7 @@ def test_sensitivity_search_meets_its_target(tiny):
     assert all_int8.met and all_int8.fp32_nodes == {} and all_int8.sensitivities == []
     base = all_int8.agreement
     target = min(99.99, base + (100.0 - base) / 2)  # halfway to perfect: needs some fp32 layers
-    result = Q.sensitivity_search(pre, cache, batches, target_agreement=target)
+    result = Q.sensitivity_search(pre, cache, batches, target_agreement=target, rank_batches=1)
     assert result.met and result.agreement >= target
     assert 0 < len(result.fp32_nodes) < len(result.sensitivities)
     assert all("sensitivity rank" in why for why in result.fp32_nodes.values())

@@ -19,11 +19,11 @@ torch = pytest.importorskip("torch")
 if not torch.cuda.is_available():
     pytest.skip("TensorRT needs a CUDA GPU; torch sees none", allow_module_level=True)
 
-from icnet_deploy.backends.onnxruntime import create_session  # noqa: E402
-from icnet_deploy.backends.tensorrt import TensorRTRunner, gpu_info  # noqa: E402
-from icnet_deploy.build import build_engine  # noqa: E402
-from icnet_deploy.errors import ArtifactError  # noqa: E402
-from icnet_deploy.manifest import manifest_path, read_manifest  # noqa: E402
+from icnet_deploy.backends.onnxruntime import create_session
+from icnet_deploy.backends.tensorrt import TensorRTRunner, gpu_info
+from icnet_deploy.build import build_engine
+from icnet_deploy.errors import ArtifactError
+from icnet_deploy.manifest import manifest_path, read_manifest
 
 H, W = 128, 256
 
@@ -54,7 +54,7 @@ def test_engine_manifest(engines, precision):
 
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 def test_engine_runs_and_agrees_with_fp32(engines, small_onnx, precision):
-    path, manifest = engines[precision]
+    path, _ = engines[precision]
     x = np.random.default_rng(0).standard_normal((1, 3, H, W)).astype(np.float32)
     session = create_session(small_onnx)
     ref = session.run(None, {session.get_inputs()[0].name: x})[0]

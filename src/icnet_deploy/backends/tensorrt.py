@@ -29,8 +29,15 @@ from ..errors import ArtifactError, BackendUnavailable, IcnetDeployError
 from ..fileio import atomic_write_bytes
 from .base import Runner
 
-__all__ = ["require", "gpu_info", "build_serialized_engine", "EngineBuild", "TensorRTRunner", "check_compatible",
-           "INSTALL_HINT"]
+__all__ = [
+    "INSTALL_HINT",
+    "EngineBuild",
+    "TensorRTRunner",
+    "build_serialized_engine",
+    "check_compatible",
+    "gpu_info",
+    "require",
+]
 
 INSTALL_HINT = "pip install icnet-deploy[tensorrt] (TensorRT ≥ 10 from NVIDIA's index) on a machine with an NVIDIA GPU"
 
