@@ -77,6 +77,18 @@ class Runner(ABC):
         self.mean: tuple[float, float, float] | None = None
         self.std: tuple[float, float, float] | None = None
 
+    def _adopt_manifest(self, manifest) -> None:
+        """Take the shape contract (batch, static size, size rule, output kind, normalisation)
+        from an artifact's manifest: one place for every manifest-backed runner."""
+        self.manifest, self.precision = manifest, manifest.precision
+        batch = manifest.input_shape[0]
+        self.batch_size = batch if isinstance(batch, int) else None
+        if manifest.input_hw is not None:
+            self.input_height, self.input_width = manifest.input_hw
+        self.size_rule = dict(manifest.size_rule)
+        self.output_kind, self.num_classes = manifest.output_kind, manifest.num_classes
+        self.mean, self.std = tuple(manifest.mean), tuple(manifest.std)
+
     # -- lifecycle -------------------------------------------------------------------------
     def activate(self) -> "Runner":
         if self.is_active:

@@ -138,16 +138,9 @@ class OnnxRuntimeRunner(Runner):
         if manifest.format != "onnx":
             raise ArtifactError(f"{self.path}: is a {manifest.format} artifact, not an ONNX model")
         super().__init__(name or f"onnx-{manifest.precision}")
-        self.manifest, self.precision = manifest, manifest.precision
+        self._adopt_manifest(manifest)
         self.device, self.requested_provider, self.threads = device, provider, threads
         self.input_name, self.output_name = manifest.input_name, manifest.output_name
-        batch = manifest.input_shape[0]
-        self.batch_size = batch if isinstance(batch, int) else None
-        if manifest.input_hw is not None:
-            self.input_height, self.input_width = manifest.input_hw
-        self.size_rule = dict(manifest.size_rule)
-        self.output_kind, self.num_classes = manifest.output_kind, manifest.num_classes
-        self.mean, self.std = tuple(manifest.mean), tuple(manifest.std)
         self._input_dtype = manifest.input_dtype
 
     def _activate_impl(self) -> None:

@@ -187,15 +187,9 @@ class TensorRTRunner(Runner):
         super().__init__(name or f"tensorrt-{manifest.precision}")
         if not str(device).startswith("cuda"):
             raise IcnetDeployError(f"TensorRT runs on a CUDA device, not {device!r}")
-        self.manifest, self.precision, self.device = manifest, manifest.precision, str(device)
+        self._adopt_manifest(manifest)
+        self.device = str(device)
         self.device_index = int(self.device.split(":", 1)[1]) if ":" in self.device else 0
-        batch = manifest.input_shape[0]
-        self.batch_size = batch if isinstance(batch, int) else None
-        if manifest.input_hw is not None:
-            self.input_height, self.input_width = manifest.input_hw
-        self.size_rule = dict(manifest.size_rule)
-        self.output_kind, self.num_classes = manifest.output_kind, manifest.num_classes
-        self.mean, self.std = tuple(manifest.mean), tuple(manifest.std)
 
     def _activate_impl(self) -> None:
         trt = require()
