@@ -30,7 +30,7 @@ def int8_build(tmp_path_factory, small_onnx, calib_dir):
     out_dir = tmp_path_factory.mktemp("int8")
     out, cache = out_dir / "icnet_int8.onnx", out_dir / "calib_cache.json"
     result = runner.invoke(app, ["build-engine", str(small_onnx), "--int8", "--calib", str(calib_dir),
-                                 "--calib-cache", str(cache), "--threads", "1", "-o", str(out), "--json"])
+                                 "--calib-cache", str(cache), "--fixed-rule", "--threads", "1", "-o", str(out), "--json"])
     assert result.exit_code == 0, result.output
     return out, cache, json.loads(result.stdout)
 
@@ -69,7 +69,8 @@ def test_int8_engine_runs_through_load(int8_build):
 
 def test_calibration_cache_is_reused(int8_build, small_onnx, tmp_path):
     _, cache, payload = int8_build
-    again = build_engine(small_onnx, tmp_path / "again.onnx", precision="int8", calib_cache=cache, threads=1)
+    again = build_engine(small_onnx, tmp_path / "again.onnx", precision="int8", calib_cache=cache, threads=1,
+                         target_agreement=None)
     c0, c1 = payload["manifest"]["details"]["calibration"], again.details["calibration"]
     assert c1["cache_sha256"] == c0["cache_sha256"] and c1["image_set_sha256"] == c0["image_set_sha256"]
     assert _files(tmp_path) == ["again.onnx", "again.onnx.json"]  # no new cache written
@@ -94,6 +95,21 @@ def test_cache_made_with_another_method_is_refused(int8_build, small_onnx, tmp_p
     assert _files(tmp_path) == []
 
 
+def test_search_is_the_default_and_stops_when_all_int8_is_enough(small_onnx, calib_dir, tmp_path):
+    # random weights agree ~96% fully quantized: a 0.5 (= 50%) target is met with no fp32 layer
+    m = build_engine(small_onnx, tmp_path / "s.onnx", precision="int8", calib=calib_dir, target_agreement=0.5,
+                     search_images=2, threads=1)
+    d = m.details
+    assert d["fp32_rule"] == "sensitivity search" and d["target_agreement"] == 50.0
+    assert d["fp32_layers"] == {} and len(d["sensitivity_search"]["trials"]) == 1
+    assert d["sensitivity_search"]["met"] and d["sensitivity_search"]["images"] == 2
+    import inspect
+
+    from icnet_deploy.build import DEFAULT_TARGET_AGREEMENT
+
+    assert inspect.signature(build_engine).parameters["target_agreement"].default == DEFAULT_TARGET_AGREEMENT
+
+
 def test_fp16_engine(small_onnx, tmp_path):
     manifest = build_engine(small_onnx, tmp_path / "fp16.onnx", precision="fp16", threads=1)
     assert (manifest.precision, manifest.input_dtype, manifest.output_dtype) == ("fp16", "float32", "float32")
@@ -112,7 +128,7 @@ def test_fp16_cli_says_it_is_not_faster_on_cpu(small_onnx, tmp_path):
 
 
 def test_explicit_fp32_layers_and_tensorrt_target(small_onnx, calib_dir, tmp_path):
-    m = build_engine(small_onnx, tmp_path / "t.onnx", precision="int8", calib=calib_dir, target="tensorrt",
+    m = build_engine(small_onnx, tmp_path / "t.onnx", precision="int8", calib=calib_dir, target="tensorrt",  # no search
                      fp32_layers=["/classifier/Conv"], calib_method="minmax", threads=1)
     assert m.target == "tensorrt" and m.details["activation_dtype"] == "int8"
     assert m.details["fp32_layers"] == {"/classifier/Conv": "kept fp32 on request"}

@@ -264,3 +264,19 @@ def test_sensitivity_search_meets_its_target(tiny):
     # the most sensitive layers are the ones kept
     ranked = sorted(result.sensitivities, key=lambda s: -s.score)
     assert set(result.fp32_nodes) == {s.node for s in ranked[:len(result.fp32_nodes)]}
+
+
+# -- graph rewrite --------------------------------------------------------------------------------------
+def test_commute_classifier_resize_is_exact_and_idempotent(small_onnx, loader):
+    proto = onnx.load(str(small_onnx))
+    rewritten, moved = Q.commute_classifier_resize(proto)
+    assert moved == ["/classifier/Conv"]
+    onnx.checker.check_model(rewritten, full_check=True)  # still topologically sorted and well-typed
+    producers = _producers(rewritten)
+    conv = next(n for n in rewritten.graph.node if n.name == "/classifier/Conv")
+    assert producers[conv.input[0]].op_type == "Relu"  # reads the 1/8 features now
+    x = _x(loader)
+    ref, out = _run(str(small_onnx), x), _run(rewritten, x)
+    scale = float(np.abs(ref).max())
+    assert float(np.abs(ref - out).max()) <= 1e-5 * max(scale, 1.0)
+    assert Q.commute_classifier_resize(rewritten)[1] == []  # nothing left to move

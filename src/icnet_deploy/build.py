@@ -39,7 +39,10 @@ __all__ = ["BACKENDS", "DEFAULT_TARGET_AGREEMENT", "PRECISIONS", "build_engine",
 
 PRECISIONS = ("fp16", "int8")
 BACKENDS = ("onnxruntime", "tensorrt")
-DEFAULT_TARGET_AGREEMENT = 99.5  # percent: what the int8 parity gate asks for
+# percent, on calibration images: the int8 gate (check) asks 99.5 on held-out images; the search
+# judges on calibration images, so it aims higher to leave a margin (measured on the shipped
+# checkpoint: 99.8 here gave 99.60% on held-out scenes and 99.31% on real photos).
+DEFAULT_TARGET_AGREEMENT = 99.8
 DEFAULT_SIZE = (1024, 2048)  # calibration/parity size for dynamic exports
 PARITY_SCENES = 3
 SEARCH_IMAGES = 8  # calibration images the fp32 set is judged on
@@ -205,7 +208,7 @@ def build_engine(
     calib_cache: str | Path | None = None,
     calib_limit: int | None = None,
     percentile: float | None = None,
-    target_agreement: float | None = None,
+    target_agreement: float | None = DEFAULT_TARGET_AGREEMENT,
     fp32_layers: Sequence[str] | None = None,
     search_images: int = SEARCH_IMAGES,
     parity_scenes: int = PARITY_SCENES,
@@ -228,7 +231,8 @@ def build_engine(
     written there; default: ``OUTPUT.calib.json`` beside the engine (always rewritten).
 
     Layers kept in fp32: ``fp32_layers`` (node names) if given; else with ``target_agreement``
-    (percent) the sensitivity search picks the fewest that meet it on ``search_images``
+    (percent, or a fraction ≤ 1: 0.998 = 99.8; ``None`` = the fixed rule, no search) the
+    sensitivity search picks the fewest that meet it on ``search_images``
     calibration images (per-layer sensitivity measured on the first two of them); else the fixed
     rule (``quantize.default_fp32_nodes``). The search costs one graph build and run per layer
     (~95 at 1024×2048: minutes on a CPU).
@@ -250,6 +254,8 @@ def build_engine(
         raise IcnetDeployError("TensorRT needs symmetric int8 activations: use target 'tensorrt' (the default) with backend tensorrt")
     if calib_method not in Q.CALIB_METHODS:
         raise IcnetDeployError(f"unknown calibration method {calib_method!r}; use one of {', '.join(Q.CALIB_METHODS)}")
+    if target_agreement is not None and 0 < target_agreement <= 1:
+        target_agreement = 100.0 * target_agreement  # "0.995" as in the examples
     if target_agreement is not None and not 0 < target_agreement <= 100:
         raise IcnetDeployError(f"target agreement is a percentage in (0, 100], got {target_agreement}")
     if calib_limit is not None and calib_limit < 1:
@@ -273,11 +279,16 @@ def build_engine(
             loader = Q.ImageBatches.from_folder(calib, height=height, width=width, mean=src.mean, std=src.std,
                                                 limit=calib_limit)
 
+    # an exact rewrite (see quantize.commute_classifier_resize); parity is still measured
+    # against the untouched export
+    graph32, moved = Q.commute_classifier_resize(proto32)
+    details["graph_rewrites"] = [f"classifier before its Resize (exact): {n}" for n in moved]
+
     with tempfile.TemporaryDirectory(prefix="icnet_build_") as tmpdir:
         tmp = Path(tmpdir)
         if precision == "fp16":
             say("converting to fp16", 0, 1)
-            engine_proto = Q.convert_fp16(proto32)
+            engine_proto = Q.convert_fp16(graph32)
             kept = [n.name for n in engine_proto.graph.node if n.op_type in Q.FP16_KEEP_OPS]
             details.update(
                 converter="onnxruntime.transformers.float16.convert_float_to_float16 (keep_io_types)",
@@ -289,7 +300,8 @@ def build_engine(
             say("converting to fp16", 1, 1)
         else:
             say("pre-processing (quant_pre_process)", 0, 1)
-            pre_path = Q.prepare_for_quantization(proto32, tmp / "pre.onnx")
+            pre_path = Q.prepare_for_quantization(graph32, tmp / "pre.onnx")
+            say("pre-processing (quant_pre_process)", 1, 1)
             import onnx
 
             pre = onnx.load(str(pre_path))
@@ -337,7 +349,6 @@ def build_engine(
                 sensitivity_search=search,
                 target_agreement=target_agreement,
             )
-        say("parity on held-out images", 0, 1)
         parity = held_out_parity(proto32, engine_proto, mean=src.mean, std=src.std, height=height, width=width,
                                  scenes=parity_scenes, threads=threads, progress=say)
         details["parity"] = parity
@@ -347,7 +358,6 @@ def build_engine(
             # an fp16 graph has no CPU/TensorRT flavour: ORT CPU checks it, ORT CUDA/TensorRT run it fast
             manifest = _engine_manifest(src, src_path, fmt="onnx", precision=precision,
                                         target=target if precision == "int8" else "any", details=details, versions=versions)
-            say("writing", 0, 1)
             _write_onnx(output, engine_proto, manifest)
             return manifest
 
@@ -355,7 +365,7 @@ def build_engine(
 
         onnx_path = tmp / "engine_input.onnx"
         onnx_path.write_bytes(engine_proto.SerializeToString())
-        say("building the TensorRT engine", 0, 1)
+        say("building the TensorRT engine", 0, 1)  # one opaque step: TensorRT reports no progress
         info = trt_backend.build_serialized_engine(
             onnx_path, dynamic=src.dynamic, shape=(src.input_shape, (height, width)), workspace_mib=workspace_mib,
             timing_cache=Path(timing_cache) if timing_cache else output.with_name("tensorrt.timing.cache"),

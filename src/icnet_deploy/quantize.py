@@ -20,12 +20,16 @@ TensorRT (strongly typed) compiles as is:
   ORT's VNNI kernels are u8×s8 — or int8 with zero point 0 for ``tensorrt``, which only
   accepts symmetric quantization. Why ORT and not NVIDIA ModelOpt: ORT's quantizer is
   already a dependency (ModelOpt adds ~1.4 GB and needs torch at build time), it writes the
-  standard-domain QDQ ops TensorRT's parser reads, and it is the tool whose output ORT CPU
-  runs fastest. Why not our own insertion: placement rules (which op inputs/outputs, shared
+  standard-domain QDQ ops TensorRT's parser reads, and its placement is the one ORT CPU's
+  QDQ → QLinear* fusions are written for (ModelOpt's placement targets TensorRT; not measured
+  on CPU here). Why not our own insertion: placement rules (which op inputs/outputs, shared
   Q/DQ pairs, bias quantization to int32, Relu removal for asymmetric activations) are
   exactly what ``QDQQuantizer`` already does well.
 * **Mixed precision by measurement** (``sensitivity_search``): with a target agreement the
   fewest layers are kept in fp32 that meet it on the calibration images (see its docstring).
+* **Exact graph rewrite** (``commute_classifier_resize``): the 1×1 classifier runs before the
+  ×2 Resize that feeds it (same result, 4× fewer classifier MACs, 19 instead of 128 channels
+  resized); ``build_engine`` applies it to every engine it builds.
 * **FP16** (``convert_fp16``): ``onnxruntime.transformers.float16.convert_float_to_float16``
   (the maintained copy of onnxconverter-common's converter; it ships with onnxruntime, so no
   extra dependency) with ``keep_io_types`` and fp32 islands for Resize and the pyramid
@@ -63,6 +67,7 @@ __all__ = [
     "LayerSensitivity",
     "SearchResult",
     "calibrate",
+    "commute_classifier_resize",
     "convert_fp16",
     "default_calib_dir",
     "default_fp32_nodes",
@@ -191,6 +196,77 @@ def graph_sha256(model: Any) -> str:
     return sha256_bytes(proto.graph.SerializeToString(deterministic=True))
 
 
+def commute_classifier_resize(model: Any) -> tuple[Any, list[str]]:
+    """Run each 1×1 Conv that reads a bilinear/nearest Resize *before* that Resize.
+
+    ``Conv1×1(Resize(x)) == Resize(Conv1×1(x))`` exactly in real arithmetic: both are linear, the
+    conv acts per pixel and the resize per channel, and interpolation weights sum to 1 so the
+    bias passes through. ICNet's classifier (128 → 19 channels) reads the ×2 upsampled 1/8
+    features; after the swap it runs at 1/8 (4× fewer MACs) and the ×2 Resize moves 19 channels
+    instead of 128. Measured on the shipped checkpoint at 1024×2048 (2 threads): max |Δlogit|
+    4e-5 in fp32; fp32 graph 1.05× faster, fixed-rule INT8 1.61× → 1.79× ORT fp32 (the uint8
+    graph runs that Resize on dequantized NCHW data, where 128 channels cost most).
+
+    Applied only where it reduces work (fewer output than input channels) and the Resize output
+    feeds nothing else. Returns (a new ModelProto, the names of the Conv nodes moved).
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.ModelProto()
+    proto.CopyFrom(_load(model))
+    graph = proto.graph
+    inits = {i.name: i for i in graph.initializer}
+    producers = {o: n for n in graph.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    outputs = {o.name for o in graph.output}
+    moved: list[str] = []
+    for conv in list(graph.node):
+        if conv.op_type != "Conv" or conv.input[1] not in inits:
+            continue
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in conv.attribute}
+        w = inits[conv.input[1]].dims
+        if (len(w) != 4 or list(w[2:]) != [1, 1] or attrs.get("group", 1) != 1 or any(attrs.get("pads", [0]))
+                or any(v != 1 for v in attrs.get("strides", [1])) or w[0] >= w[1]):
+            continue
+        resize = producers.get(conv.input[0])
+        if resize is None or resize.op_type != "Resize" or resize.output[0] in outputs \
+                or len(consumers.get(resize.output[0], [])) != 1:
+            continue
+        mode = next((onnx.helper.get_attribute_value(a) for a in resize.attribute if a.name == "mode"), b"nearest")
+        if mode not in (b"linear", b"nearest"):
+            continue
+        if len(resize.input) > 3 and resize.input[3]:  # sizes: the channel entry becomes the conv's outputs
+            if resize.input[3] not in inits:
+                continue
+            sizes = numpy_helper.to_array(inits[resize.input[3]]).copy()
+            sizes[1] = w[0]
+            name = f"{resize.input[3]}_{conv.name.strip('/').replace('/', '_')}"
+            graph.initializer.append(numpy_helper.from_array(sizes, name))
+            resize.input[3] = name
+        low = f"{conv.output[0]}_before_resize"
+        final, upsampled = conv.output[0], resize.output[0]
+        conv.input[0], conv.output[0] = resize.input[0], low
+        resize.input[0], resize.output[0] = low, final
+        nodes = list(graph.node)
+        nodes.remove(conv)
+        nodes.insert(nodes.index(resize), conv)
+        del graph.node[:]
+        graph.node.extend(nodes)
+        keep = [v for v in graph.value_info if v.name not in (upsampled, final)]  # shapes changed
+        del graph.value_info[:]
+        graph.value_info.extend(keep)
+        moved.append(conv.name)
+    used = {i for n in graph.node for i in n.input}
+    unused = [i for i in graph.initializer if i.name not in used]  # the old Resize sizes
+    for init in unused:
+        graph.initializer.remove(init)
+    return proto, moved
+
+
 def prepare_for_quantization(model: Any, output: str | Path) -> Path:
     """``quant_pre_process`` (symbolic shape inference + ORT's basic graph optimisation) into
     ``output``. It turns every bias and folded constant into an initializer, which the QDQ
@@ -237,7 +313,10 @@ def default_fp32_nodes(model: Any) -> dict[str, str]:
         if node.op_type == "Conv":
             keep[node.name] = "classifier (logits)"
             break
-        keep[node.name] = "final resize to the input size" if node.op_type == "Resize" else "after the classifier"
+        if node.op_type == "Resize":
+            keep[node.name] = "final resize to the input size" if node.output[0] == output else "resize after the classifier"
+        else:
+            keep[node.name] = "after the classifier"
         node = producers.get(node.input[0])
     return keep
 
@@ -608,6 +687,7 @@ def sensitivity_search(
     fixed = {n: "kept fp32 on request" for n in always_fp32}
     say("search: all layers int8", 0, 1)
     agree_all, _ = measure(fixed)
+    say("search: all layers int8", 1, 1)
     trials.append({"fp32_layers": len(fixed), "agreement": agree_all})
     if agree_all >= target_agreement:
         return result(fixed, agree_all, [])
@@ -625,9 +705,10 @@ def sensitivity_search(
 
     def agreement_at(k: int) -> float:
         if k not in cache_k:
-            say(f"search: {k} layers fp32", len(trials), len(trials) + 1)
+            say("search: smallest fp32 set", len(trials) - 1, len(trials))
             cache_k[k] = measure([s.node for s in ranked[:k]] + list(always_fp32))[0]
             trials.append({"fp32_layers": k + len(fixed), "agreement": cache_k[k]})
+            say("search: smallest fp32 set", len(trials) - 1, len(trials) - 1)
         return cache_k[k]
 
     lo, hi = 0, 1  # invariant: agreement_at(lo) < target
