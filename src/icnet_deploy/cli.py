@@ -220,27 +220,21 @@ def evaluate(
 
     Example: `icnet-deploy synth --out val --count 12 --seed 900000 && icnet-deploy evaluate --data val --json`
     """
-    import numpy as np
-    import torch
-
+    from .backends.torch_eager import TorchRunner
     from .data.folders import CityscapesDataset
     from .data.labels import CLASS_NAMES
-    from .data.transforms import preprocess
     from .evaluate import evaluate_predictions
+    from .infer import predict
 
     model = _load_model_quietly(checkpoint)
     dataset = CityscapesDataset(data, split)
     n = len(dataset) if limit is None else min(limit, len(dataset))
 
-    def predict(image: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            x = torch.from_numpy(preprocess(image, model.config.mean, model.config.std))
-            return model(x).argmax(1)[0].numpy().astype(np.uint8)
-
-    with _progress() as bar:
+    # Through the Runner and infer.predict: the same preprocessing and label path as every engine.
+    with TorchRunner(model=model) as runner, _progress() as bar:
         task = bar.add_task("evaluate", total=n, status="")
-        scores = evaluate_predictions(predict, (dataset[i] for i in range(n)), model.config.num_classes,
-                                      progress=lambda k: bar.advance(task, k))
+        scores = evaluate_predictions(lambda image: predict(runner, [image])[0], (dataset[i] for i in range(n)),
+                                      model.config.num_classes, progress=lambda k: bar.advance(task, k))
     result = scores.to_dict() | {"images": n, "checkpoint": model.checkpoint_info.get("path")}
     if as_json:
         emit_json(result)

@@ -363,12 +363,16 @@ def _run(runner: Runner, source, output: Path, files: list[Path], names: list[di
         failures.append({"path": str(files[i]), "error": message})
 
     def finish_write(i: int, future: Future) -> None:
-        nonlocal written, done
+        nonlocal written
         try:
             resize_counts[future.result()] += 1
             written += 1
         except (IcnetDeployError, OSError, ValueError) as exc:
             note(i, exc)
+        report_done(i)
+
+    def report_done(i: int) -> None:
+        nonlocal done
         done += 1
         if progress:
             elapsed = time.perf_counter() - start
@@ -404,11 +408,7 @@ def _run(runner: Runner, source, output: Path, files: list[Path], names: list[di
                 item = future.result()
             except Exception as exc:  # noqa: BLE001 - any decoder failure is this file's problem, reported
                 note(i, exc)
-                done += 1
-                if progress:
-                    elapsed = time.perf_counter() - start
-                    progress(done, total, {"images_per_s": written / elapsed if elapsed else 0.0, "failed": len(failures),
-                                           "last": str(files[i])})
+                report_done(i)
                 continue
             if group and (group[0][2].shape != item[2].shape or len(group) >= batch):
                 run_group(group)
