@@ -81,7 +81,13 @@ __all__ = [
 
 CALIB_METHODS = ("percentile", "entropy", "minmax")
 TARGETS = ("cpu", "tensorrt")
-DEFAULT_PERCENTILE = 99.999
+# 99.99 rather than the usual 99.999: measured on the shipped checkpoint (fixed-rule INT8, 40
+# calibration scenes, 1024×2048), the low-resolution branch's ranges are set by a few images whose
+# activations run 1.6–2× larger than the rest; clipping them gives every other image finer steps.
+# Agreement with fp32 on 3 held-out scenes / 4 photos: 99.999 → 96.87% / 91.69%,
+# 99.99 → 98.76% / 97.15%, 99.95 → 98.50% / 97.39%, 99.9 → 97.89% / 95.45%; entropy 98.06% / 94.28%
+# and minmax 98.04% / 94.25% (12 images); an MSE-optimal clip 97.49% / 92.86%.
+DEFAULT_PERCENTILE = 99.99
 CACHE_FORMAT = "icnet-deploy calibration cache"
 CACHE_VERSION = 1
 # Op types whose inputs/outputs get Q/DQ. Conv and MatMul carry the work; quantizing Add and
