@@ -86,9 +86,10 @@ def test_int8_engine_is_gated(int8_engine, tmp_path):
 
 
 @pytest.mark.xfail(strict=False, reason=(
-    "build-engine --int8 with the default fp32 layers agrees ~97.5% with fp32 on the held-out scenes and ~92% on the "
-    "real photographs (shipped checkpoint, 1024×2048; mIoU drop 0.26): below the 99.5% INT8 agreement gate unless "
-    "build-engine keeps the sensitive layers in fp32 (--target-agreement 99.5, too slow for this test on 2 CPU cores)"))
+    "the default INT8 build (sensitivity search to 99.8% on the calibration scenes) agrees 99.85% with eager on the "
+    "held-out scenes but 98.41% on the real photographs (worst: coffee.png 97.83%) at 512×1024 with the shipped "
+    "checkpoint (99.72% / 98.75% at 1024×2048): the photos, unlike anything in training or calibration, miss the "
+    "99.5% INT8 gate"))
 def test_int8_engine_passes_the_gate(int8_engine, tmp_path):
     code, data, output = _check(int8_engine, tmp_path / "int8.xml")
     assert code == 0, output
