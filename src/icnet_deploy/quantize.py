@@ -467,7 +467,7 @@ def calibrate(
     ranges = {}
     for name, td in tensors.items():
         lo, hi = (float(np.asarray(v).reshape(-1)[0]) for v in td.range_value)
-        ranges[name] = [min(lo, 0.0) if lo < 0 else lo, hi]
+        ranges[name] = [min(lo, 0.0), hi]  # quantizers put 0 in every range anyway; say so in the cache
     from .manifest import library_versions
 
     h, w = (int(d.dim_value) for d in proto.graph.input[0].type.tensor_type.shape.dim[2:])
