@@ -21,7 +21,18 @@ from rich.table import Table
 
 from .errors import IcnetDeployError, ParityError
 
-console = Console(stderr=True)
+
+def _console() -> Console:
+    """stderr console; logs and CI (not a terminal) get 160 columns instead of Rich's 80, so the
+    wide tables (bench, check) stay readable there. COLUMNS still wins when set."""
+    import os
+
+    if sys.stderr.isatty() or os.environ.get("COLUMNS"):
+        return Console(stderr=True)
+    return Console(stderr=True, width=160)
+
+
+console = _console()
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
