@@ -160,8 +160,8 @@ def smooth_images(count: int, mean, std, seed: int = 1234):
 # --------------------------------------------------------------------------------------------
 # timing
 # --------------------------------------------------------------------------------------------
-def interleaved_latency(fns: dict, rounds: int = 12, per_round: int = 5, warmup: int = 10) -> dict:
-    """ms per call (call + synchronize), engines interleaved in rotating order."""
+def _warm_rounds(fns: dict, rounds: int, warmup: int):
+    """Warm every engine up, then yield each round's engine order (rotating who goes first)."""
     import torch
 
     for fn, x in fns.values():
@@ -169,9 +169,16 @@ def interleaved_latency(fns: dict, rounds: int = 12, per_round: int = 5, warmup:
             fn(x)
     torch.cuda.synchronize()
     names = list(fns)
-    samples = {n: [] for n in names}
     for r in range(rounds):
-        order = names[r % len(names):] + names[:r % len(names)]
+        yield names[r % len(names):] + names[:r % len(names)]
+
+
+def interleaved_latency(fns: dict, rounds: int = 12, per_round: int = 5, warmup: int = 10) -> dict:
+    """ms per call (call + synchronize), engines interleaved in rotating order."""
+    import torch
+
+    samples = {n: [] for n in fns}
+    for order in _warm_rounds(fns, rounds, warmup):
         for n in order:
             fn, x = fns[n]
             for _ in range(per_round):
@@ -186,14 +193,9 @@ def interleaved_throughput(fns: dict, batch: int, rounds: int = 6, per_block: in
     """images/s from blocks of back-to-back calls with one synchronize per block."""
     import torch
 
-    for fn, x in fns.values():
-        for _ in range(warmup):
-            fn(x)
-    torch.cuda.synchronize()
-    names = list(fns)
-    blocks = {n: [] for n in names}
-    for r in range(rounds):
-        for n in names[r % len(names):] + names[:r % len(names)]:
+    blocks = {n: [] for n in fns}
+    for order in _warm_rounds(fns, rounds, warmup):
+        for n in order:
             fn, x = fns[n]
             t = time.perf_counter()
             for _ in range(per_block):
