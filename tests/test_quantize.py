@@ -116,6 +116,46 @@ def test_percentile_and_entropy_clip_inside_minmax(caches):
         assert any(ranges[k][1] < mm[k][1] * 0.999 for k in mm if k in ranges)  # something was clipped
 
 
+def _relu_graph() -> onnx.ModelProto:
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="relu")], "relu",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 64, 64])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 64, 64])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_tail_cap_clips_a_sparse_population_of_massive_activations():
+    """0.5% of the values are 100× the rest (what ICNet's low-res branch does on sky): the 99.99th
+    percentile keeps them, the cap (3 × p99) cuts the range to the bulk."""
+    rng = np.random.default_rng(0)
+    batches = []
+    for _ in range(4):
+        x = rng.uniform(0.0, 1.0, (1, 3, 64, 64)).astype(np.float32)
+        x.reshape(-1)[rng.choice(x.size, x.size // 200, replace=False)] = 100.0
+        batches.append(x)
+    uncapped = Q.calibrate(_relu_graph(), batches, "percentile", tail_cap=None)
+    capped = Q.calibrate(_relu_graph(), batches, "percentile")
+    p99 = Q.calibrate(_relu_graph(), batches, "percentile", percentile=99.0, tail_cap=None)
+    assert uncapped.ranges["y"][1] > 90 and uncapped.tail_cap is None
+    assert capped.tail_cap == Q.DEFAULT_TAIL_CAP
+    assert capped.ranges["y"] == [0.0, pytest.approx(Q.DEFAULT_TAIL_CAP * p99.ranges["y"][1], rel=1e-5)]
+    assert capped.ranges["y"][1] < 4  # the bulk is in [0, 1]
+    with pytest.raises(IcnetDeployError, match="tail cap"):
+        Q.calibrate(_relu_graph(), batches, "percentile", tail_cap=0.5)
+
+
+def test_tail_cap_never_widens_a_range(pre, loader, caches):
+    uncapped = Q.calibrate(pre, loader, "percentile", tail_cap=None)
+    p99 = Q.calibrate(pre, loader, "percentile", percentile=99.0, tail_cap=None)
+    for name, (lo, hi) in caches["percentile"].ranges.items():
+        cap = Q.DEFAULT_TAIL_CAP * p99.ranges[name][1]
+        assert hi == pytest.approx(min(uncapped.ranges[name][1], cap) if cap > 0 else uncapped.ranges[name][1],
+                                   rel=1e-5), name
+        assert lo == pytest.approx(max(uncapped.ranges[name][0], -cap) if cap > 0 else uncapped.ranges[name][0],
+                                   rel=1e-5, abs=1e-9), name
+
+
 def test_unknown_method_is_refused(pre, loader):
     with pytest.raises(IcnetDeployError, match="unknown calibration method"):
         Q.calibrate(pre, loader, "kl-magic")

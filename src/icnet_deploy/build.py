@@ -208,6 +208,7 @@ def build_engine(
     calib_cache: str | Path | None = None,
     calib_limit: int | None = None,
     percentile: float | None = None,
+    tail_cap: float | None = None,
     target_agreement: float | None = DEFAULT_TARGET_AGREEMENT,
     fp32_layers: Sequence[str] | None = None,
     search_images: int = SEARCH_IMAGES,
@@ -226,7 +227,9 @@ def build_engine(
     point 0); default: ``cpu`` for onnxruntime, ``tensorrt`` for tensorrt.
 
     INT8 calibration: images from ``calib`` (default: the shipped ``calib/``; the first
-    ``calib_limit``), ``calib_method`` ``percentile`` | ``entropy`` | ``minmax``. ``calib_cache``:
+    ``calib_limit``), ``calib_method`` ``percentile`` | ``entropy`` | ``minmax``; percentile
+    ranges are capped at ``tail_cap`` × the 99th percentile (default ``quantize.DEFAULT_TAIL_CAP``;
+    0 turns the cap off). ``calib_cache``:
     reused when the file exists (refused if made for another model, method or image set), else
     written there; default: ``OUTPUT.calib.json`` beside the engine (always rewritten).
 
@@ -308,7 +311,8 @@ def build_engine(
             gsha = Q.graph_sha256(proto32)
             cache, cache_path = _calibration(
                 Q, pre, gsha, loader, output=output, explicit_calib=calib is not None, method=calib_method,
-                cache_path=calib_cache, percentile=percentile, height=height, width=width, progress=say)
+                cache_path=calib_cache, percentile=percentile, tail_cap=tail_cap, height=height, width=width,
+                progress=say)
             if fp32_layers is not None:
                 names = {n.name for n in pre.graph.node}
                 unknown = [n for n in fp32_layers if n not in names]
@@ -340,7 +344,8 @@ def build_engine(
                 activations="uint8, asymmetric (ORT CPU VNNI)" if target == "cpu" else "int8, symmetric, zero point 0 (TensorRT)",
                 activation_dtype="uint8" if target == "cpu" else "int8",
                 calibration={
-                    "method": cache.method, "percentile": cache.percentile, "cache": str(cache_path) if cache_path else None,
+                    "method": cache.method, "percentile": cache.percentile, "tail_cap": cache.tail_cap,
+                    "cache": str(cache_path) if cache_path else None,
                     "cache_sha256": cache.sha256(), "image_set_sha256": cache.image_set_sha256,
                     "images": cache.images, "size": cache.input_size, "tensors": len(cache.ranges),
                 },
@@ -386,8 +391,8 @@ def build_engine(
 
 
 def _calibration(Q: Any, pre: Any, gsha: str, loader: Any, *, output: Path, explicit_calib: bool, method: str,
-                 cache_path: str | Path | None, percentile: float | None, height: int, width: int,
-                 progress: Progress) -> tuple[Any, Path]:
+                 cache_path: str | Path | None, percentile: float | None, tail_cap: float | None, height: int,
+                 width: int, progress: Progress) -> tuple[Any, Path]:
     """(calibration cache, where it is): an existing ``cache_path`` is reused (after checks),
     otherwise ``loader``'s images are calibrated and the cache written."""
     if cache_path is not None and Path(cache_path).is_file():
@@ -400,7 +405,8 @@ def _calibration(Q: Any, pre: Any, gsha: str, loader: Any, *, output: Path, expl
                                 "folder; delete the cache or leave out --calib to reuse it")
         return cache, Path(cache_path)
     pct = Q.DEFAULT_PERCENTILE if percentile is None else percentile
-    cache = Q.calibrate(pre, loader, method, percentile=pct, image_set_sha256=loader.image_set_sha256(),
+    cap = Q.DEFAULT_TAIL_CAP if tail_cap is None else (tail_cap or None)
+    cache = Q.calibrate(pre, loader, method, percentile=pct, tail_cap=cap, image_set_sha256=loader.image_set_sha256(),
                         source_graph_sha256=gsha, progress=progress)
     where = Path(cache_path) if cache_path is not None else output.with_name(output.name + ".calib.json")
     cache.save(where)

@@ -649,6 +649,7 @@ def build_engine_cmd(
     int8: bool = typer.Option(False, "--int8", help="Calibrated INT8 (explicit QDQ)."),
     calib: Optional[Path] = typer.Option(None, help="Calibration image folder; default: the shipped calib/."),
     calib_method: str = typer.Option("percentile", help="percentile | entropy | minmax."),
+    tail_cap: Optional[float] = typer.Option(None, min=0, help="Percentile calibration: cap each range at this × the tensor's 99th percentile (default 3; 0: no cap)."),
     calib_cache: Optional[Path] = typer.Option(None, help="Calibration cache: reused if it exists, else written (default OUTPUT.calib.json)."),
     calib_limit: Optional[int] = typer.Option(None, min=1, help="Use only the first N calibration images."),
     backend: str = typer.Option("onnxruntime", help="onnxruntime | tensorrt | torch (torch.compile: Inductor, CUDA graphs)."),
@@ -692,7 +693,7 @@ def build_engine_cmd(
 
         manifest = build_engine(
             model, output, precision="fp16" if fp16 else "int8", backend=backend, target=target, calib=calib,
-            calib_method=calib_method, calib_cache=calib_cache, calib_limit=calib_limit,
+            calib_method=calib_method, calib_cache=calib_cache, calib_limit=calib_limit, tail_cap=tail_cap,
             target_agreement=None if fixed_rule else target_agreement, fp32_layers=fp32_layer or None, threads=threads,
             workspace_mib=workspace_mib, timing_cache=timing_cache, progress=progress,
         )
