@@ -287,23 +287,52 @@ def tiny(tmp_path_factory, calib_dir):
     return pre, Q.calibrate(pre, loader, "minmax"), list(loader)[:2]
 
 
-def test_sensitivity_search_meets_its_target(tiny):
+@pytest.mark.parametrize("granularity", ["block", "layer"])
+def test_sensitivity_search_meets_its_target(tiny, granularity):
     pre, cache, batches = tiny
-    all_int8 = Q.sensitivity_search(pre, cache, batches, target_agreement=1.0)
+    all_int8 = Q.sensitivity_search(pre, cache, batches, target_agreement=1.0, granularity=granularity)
     assert all_int8.met and all_int8.fp32_nodes == {} and all_int8.sensitivities == []
     base = all_int8.agreement
     target = min(99.99, base + (100.0 - base) / 2)  # halfway to perfect: needs some fp32 layers
-    result = Q.sensitivity_search(pre, cache, batches, target_agreement=target, rank_batches=1)
-    assert result.met and result.agreement >= target
-    assert 0 < len(result.fp32_nodes) < len(result.sensitivities)
-    assert all("sensitivity rank" in why for why in result.fp32_nodes.values())
+    result = Q.sensitivity_search(pre, cache, batches, target_agreement=target, rank_batches=1, granularity=granularity)
+    assert result.met and result.agreement >= target and result.granularity == granularity
+    candidates = Q.quantizable_nodes(pre, [op for op in Q.QUANT_OP_TYPES if op != "Relu"])
+    assert 0 < len(result.fp32_nodes) < len(candidates)
+    assert all("rank " in why and "of the MACs" in why for why in result.fp32_nodes.values())
     # the claim holds when the graph is rebuilt with that fp32 set
     q = Q.quantize_qdq(pre, cache, exclude=result.fp32_nodes)
     got = np.mean([Q.label_agreement(_run(pre, b), _run(q, b)) for b in batches])
     assert got == pytest.approx(result.agreement, abs=1e-6)
-    # the most sensitive layers are the ones kept
-    ranked = sorted(result.sensitivities, key=lambda s: -s.score)
-    assert set(result.fp32_nodes) == {s.node for s in ranked[:len(result.fp32_nodes)]}
+    # the candidates with the most sensitivity per MAC are the ones kept, whole blocks at a time
+    unit = Q.block_of if granularity == "block" else (lambda n: n)
+    kept_units = {unit(n) for n in result.fp32_nodes}
+    assert sum(s.mac_share for s in result.sensitivities) == pytest.approx(1.0, abs=1e-3)
+    ranked = sorted(result.sensitivities, key=lambda s: -s.score / (s.mac_share + Q.COST_FLOOR))
+    assert kept_units == {s.node for s in ranked[:len(kept_units)]}
+    assert set(result.fp32_nodes) == {n for n in candidates if unit(n) in kept_units}
+
+
+def test_node_macs_counts_conv_and_matmul_work(tiny):
+    pre = Q._with_shapes(tiny[0])
+    macs = Q.node_macs(pre)
+    weights = {i.name: list(i.dims) for i in pre.graph.initializer}
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in pre.graph.value_info}
+    conv = next(n for n in pre.graph.node if n.op_type == "Conv" and n.output[0] in shapes)
+    w = weights[conv.input[1]]
+    assert macs[conv.name] == np.prod(shapes[conv.output[0]]) * w[1] * w[2] * w[3] > 0
+    assert all(v >= 0 for v in macs.values())
+
+
+def test_block_of_groups_residual_blocks_and_modules():
+    assert Q.block_of("/layer3/layer3.2/expand/expand.0/Conv") == "layer3/layer3.2"
+    assert Q.block_of("/layer3/layer3.2/Add") == "layer3/layer3.2"
+    assert Q.block_of("/layer2.1/conv/conv.0/Conv") == "layer2.1"
+    assert Q.block_of("/pyramid/MatMul_5") == "pyramid"
+    assert Q.block_of("/cff_8/low/low.0/Conv") == "cff_8"
+    assert Q.block_of("/classifier/Conv") == "classifier"
+    assert Q.block_of("Conv_12") == "Conv_12"
+    with pytest.raises(IcnetDeployError, match="granularity"):
+        Q.sensitivity_search(onnx.ModelProto(), None, [], target_agreement=99.0, granularity="channel")
 
 
 # -- graph rewrite --------------------------------------------------------------------------------------

@@ -329,7 +329,8 @@ def build_engine(
                 search["images"] = len(batches)
                 search["rank_images"] = min(RANK_IMAGES, len(batches))
                 search["sensitivities"] = [
-                    {"node": s.node, "op": s.op_type, "score": s.score, "agreement_pct": round(s.agreement, 4)}
+                    {"node": s.node, "op": s.op_type, "score": s.score, "agreement_pct": round(s.agreement, 4),
+                     "mac_share": s.mac_share}
                     for s in sorted(result.sensitivities, key=lambda s: -s.score)[:20]
                 ]
             else:
