@@ -75,7 +75,8 @@ def test_int8_engine_is_gated(int8_engine, tmp_path):
     """The gate runs on INT8 with the int8 defaults, and its exit code, JSON and JUnit agree."""
     code, data, output = _check(int8_engine, tmp_path / "int8.xml")
     assert data.get("precision") == "int8", output
-    assert data["thresholds"] == {"min_agreement": 99.5, "max_miou_drop": 0.5, "max_logit_error": None}
+    assert data["thresholds"] == {"min_agreement": 99.5, "max_miou_drop": 0.5, "max_logit_error": None,
+                                  "min_agreement_photos": 99.0}
     assert code == (0 if data["passed"] else 1), output
     suite = ET.parse(tmp_path / "int8.xml").getroot().find("testsuite")
     assert int(suite.get("failures")) == len(data["failures"])

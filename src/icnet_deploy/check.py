@@ -23,8 +23,11 @@ ground truth), max/mean |Δlogit| when the engine outputs logits, and with groun
 each against it (at the image's own size, both mapped back the same way) and the drop.
 
 Default thresholds by the manifest's precision (``DEFAULT_THRESHOLDS``): fp32 agreement ≥ 99.99 %,
-fp16 ≥ 99.9 %, int8 ≥ 99.5 % and mIoU drop ≤ 0.5 points; each can be overridden. The agreement
-threshold applies to each set's pooled agreement; the mIoU drop to each set with labels.
+fp16 ≥ 99.9 %, int8 ≥ 99.5 % (≥ 99 % on the real photographs) and mIoU drop ≤ 0.5 points; each can
+be overridden. The agreement threshold applies to each set's pooled agreement; the mIoU drop to
+each set with labels. INT8's photo threshold is the build-engine issue's acceptance bar: the
+photographs (a cat, a cup, an astronaut, a rocket) are far outside the street scenes the model
+knows, its class scores there are close, and rounding flips more of them.
 """
 
 from __future__ import annotations
@@ -46,12 +49,14 @@ __all__ = ["check", "CheckReport", "Thresholds", "default_thresholds", "DEFAULT_
 
 HELDOUT_SEED = 950_000
 DEFAULT_DYNAMIC_SIZE = (512, 1024)
-# precision -> (min agreement %, max mIoU drop in points or None, max |Δlogit| or None)
-DEFAULT_THRESHOLDS: dict[str, tuple[float, float | None, float | None]] = {
-    "fp32": (99.99, None, None),
-    "fp16": (99.9, None, None),
-    "int8": (99.5, 0.5, None),
+# precision -> (min agreement %, max mIoU drop in points or None, max |Δlogit| or None,
+#               min agreement % on the real photographs or None = the same as the others)
+DEFAULT_THRESHOLDS: dict[str, tuple[float, float | None, float | None, float | None]] = {
+    "fp32": (99.99, None, None, None),
+    "fp16": (99.9, None, None, None),
+    "int8": (99.5, 0.5, None, 99.0),
 }
+PHOTOS_SET = "photos"
 
 Progress = Callable[[str], None]
 Sample = tuple[str, np.ndarray, "np.ndarray | None"]  # (name, uint8 H×W×3, train ids H×W or None)
@@ -62,18 +67,30 @@ class Thresholds:
     min_agreement: float  # percent, per image set (pooled pixels)
     max_miou_drop: float | None = None  # mIoU points (eager − engine) against ground truth
     max_logit_error: float | None = None  # max |Δlogit| against eager
+    min_agreement_photos: float | None = None  # percent, the real-photo set (None: min_agreement)
+
+    def agreement_for(self, image_set: str) -> float:
+        if image_set == PHOTOS_SET and self.min_agreement_photos is not None:
+            return self.min_agreement_photos
+        return self.min_agreement
 
 
 def default_thresholds(precision: str, min_agreement: float | None = None, max_miou_drop: float | None = None,
-                       max_logit_error: float | None = None) -> Thresholds:
-    """The precision's defaults, with any given value overriding its default."""
+                       max_logit_error: float | None = None, min_agreement_photos: float | None = None) -> Thresholds:
+    """The precision's defaults, with any given value overriding its default. A given
+    ``min_agreement`` applies to the photos too unless ``min_agreement_photos`` is given."""
     if precision not in DEFAULT_THRESHOLDS:
         raise IcnetDeployError(f"no default thresholds for precision {precision!r}")
-    agree, drop, logit = DEFAULT_THRESHOLDS[precision]
+    agree, drop, logit, photos = DEFAULT_THRESHOLDS[precision]
+    if min_agreement_photos is not None:
+        photos = float(min_agreement_photos)
+    elif min_agreement is not None:
+        photos = None
     return Thresholds(
         min_agreement=agree if min_agreement is None else float(min_agreement),
         max_miou_drop=drop if max_miou_drop is None else float(max_miou_drop),
         max_logit_error=logit if max_logit_error is None else float(max_logit_error),
+        min_agreement_photos=photos,
     )
 
 
@@ -278,10 +295,10 @@ def _checks(sets: list[dict], th: Thresholds) -> list[dict]:
         v = s["agreement_pct"]
         worst = s["worst_image"]
         detail = f" (worst image {worst['image']}: {worst['agreement_pct']:.4f}%)" if worst else ""
-        out.append({"set": name, "metric": "pixel_agreement", "value": v, "threshold": th.min_agreement,
-                    "passed": v >= th.min_agreement,
-                    "message": f"{name}: pixel agreement {v:.4f}% {'≥' if v >= th.min_agreement else '<'} "
-                               f"{th.min_agreement}%{detail}"})
+        need = th.agreement_for(name)
+        out.append({"set": name, "metric": "pixel_agreement", "value": v, "threshold": need,
+                    "passed": v >= need,
+                    "message": f"{name}: pixel agreement {v:.4f}% {'≥' if v >= need else '<'} {need}%{detail}"})
         if th.max_miou_drop is not None and "ground_truth" in s:
             d = s["ground_truth"]["miou_drop"]
             out.append({"set": name, "metric": "miou_drop", "value": d, "threshold": th.max_miou_drop,
@@ -311,6 +328,7 @@ def check(
     min_agreement: float | None = None,
     max_miou_drop: float | None = None,
     max_logit_error: float | None = None,
+    min_agreement_photos: float | None = None,
     device: str = "cpu",
     provider: str | None = None,
     threads: int | None = None,
@@ -347,7 +365,8 @@ def check(
         raise IcnetDeployError(f"{engine}: is a checkpoint, not an engine; check compares an engine with its checkpoint")
     runner = load(engine, device=device, provider=provider, threads=threads)
     manifest = runner.manifest if runner.manifest is not None else read_manifest(engine)
-    thresholds = default_thresholds(manifest.precision, min_agreement, max_miou_drop, max_logit_error)
+    thresholds = default_thresholds(manifest.precision, min_agreement, max_miou_drop, max_logit_error,
+                                    min_agreement_photos)
     eager = eager_reference(manifest, checkpoint, engine, strict=True, device=device, threads=threads)
 
     say("loading image sets")

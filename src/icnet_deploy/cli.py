@@ -543,7 +543,8 @@ def check_cmd(
     size: Optional[str] = typer.Option(None, help="Scene size HxW for dynamic engines (default 512x1024)."),
     photos: bool = typer.Option(True, "--photos/--no-photos", help="Include the shipped real photographs."),
     checkpoint: Optional[Path] = typer.Option(None, help="Eager reference weights (sha256 must match the engine's manifest)."),
-    min_agreement: Optional[float] = typer.Option(None, help="Minimum pixel agreement %, per image set (default by precision)."),
+    min_agreement: Optional[float] = typer.Option(None, help="Minimum pixel agreement %, per image set (default by precision: fp32 99.99, fp16 99.9, int8 99.5)."),
+    min_agreement_photos: Optional[float] = typer.Option(None, help="Minimum pixel agreement % on the real photographs (default: int8 99.0, else as --min-agreement)."),
     max_miou_drop: Optional[float] = typer.Option(None, help="Maximum mIoU drop vs eager, points (default: int8 0.5)."),
     max_logit_error: Optional[float] = typer.Option(None, help="Maximum |Δlogit| vs eager (default: not gated)."),
     layerwise: bool = typer.Option(False, "--layerwise", help="ONNX: find the first layer that diverges from the fp32 parent."),
@@ -565,6 +566,7 @@ def check_cmd(
         report = run_check(
             engine, checkpoint=checkpoint, images_dir=images, labels_dir=labels, data_dir=data, split=split, count=count,
             size=parse_size(size) if size else None, photos=photos, min_agreement=min_agreement,
+            min_agreement_photos=min_agreement_photos,
             max_miou_drop=max_miou_drop, max_logit_error=max_logit_error, device=device, provider=provider,
             threads=threads, layerwise=layerwise, reference=reference, layerwise_tolerance=layer_tolerance,
             progress=lambda msg: status.update(escape(msg)),
@@ -606,7 +608,9 @@ def _check_table(result: dict, engine: str) -> Table:
     extra = ""
     if worst_classes:
         extra = "\nlargest per-class IoU drops: " + ", ".join(f"{n} ({st}) {d:+.2f}" for d, st, n in worst_classes[:3])
+    photos_th = th.get("min_agreement_photos")
     table.caption = (f"thresholds: agreement ≥ {th['min_agreement']}%"
+                     + (f" (photos ≥ {photos_th}%)" if photos_th is not None else "")
                      + (f", mIoU drop ≤ {th['max_miou_drop']}" if th["max_miou_drop"] is not None else "")
                      + (f", max |Δlogit| ≤ {th['max_logit_error']}" if th["max_logit_error"] is not None else "")
                      + "\n" + "\n".join(lines) + extra)
