@@ -25,8 +25,12 @@ TensorRT (strongly typed) compiles as is:
   on CPU here). Why not our own insertion: placement rules (which op inputs/outputs, shared
   Q/DQ pairs, bias quantization to int32, Relu removal for asymmetric activations) are
   exactly what ``QDQQuantizer`` already does well.
+* **Calibration with a heavy-tail cap** (``calibrate``, ``DEFAULT_TAIL_CAP``): percentile
+  ranges, each capped at 3× the tensor's 99th percentile, so that a few "massive activations"
+  (ICNet's dilated low-resolution branch on flat sky) do not stretch a range 30× past the bulk.
 * **Mixed precision by measurement** (``sensitivity_search``): with a target agreement the
-  fewest layers are kept in fp32 that meet it on the calibration images (see its docstring).
+  fewest blocks (cheapest first, per unit of sensitivity) are kept in fp32 that meet it on the
+  calibration images (see its docstring).
 * **Exact graph rewrite** (``commute_classifier_resize``): the 1×1 classifier runs before the
   ×2 Resize that feeds it (same result, 4× fewer classifier MACs, 19 instead of 128 channels
   resized); ``build_engine`` applies it to every engine it builds.
