@@ -87,10 +87,9 @@ def test_int8_engine_is_gated(int8_engine, tmp_path):
 
 
 @pytest.mark.xfail(strict=False, reason=(
-    "the default INT8 build (sensitivity search to 99.8% on the calibration scenes) agrees 99.85% with eager on the "
-    "held-out scenes but 98.41% on the real photographs (worst: coffee.png 97.83%) at 512×1024 with the shipped "
-    "checkpoint (99.72% / 98.75% at 1024×2048): the photos, unlike anything in training or calibration, miss the "
-    "99.5% INT8 gate"))
+    "at this test's reduced size (512×1024, 8 calibration images) the default INT8 build agrees 99.85% with eager on "
+    "the held-out scenes but 98.46% on the real photographs (worst: astronaut.png 97.92%), under the 99% photo bar; "
+    "the full default build (1024×2048, 40 calibration images) passes the same gate: scenes 99.77%, photos 99.17%"))
 def test_int8_engine_passes_the_gate(int8_engine, tmp_path):
     code, data, output = _check(int8_engine, tmp_path / "int8.xml")
     assert code == 0, output
