@@ -41,7 +41,8 @@ PRECISIONS = ("fp16", "int8")
 BACKENDS = ("onnxruntime", "tensorrt")
 # percent, on calibration images: the int8 gate (check) asks 99.5 on held-out images; the search
 # judges on calibration images, so it aims higher to leave a margin (measured on the shipped
-# checkpoint: 99.8 here gave 99.60% on held-out scenes and 99.31% on real photos).
+# 16,000-iteration checkpoint at 1024×2048: 99.8 here gave 99.81% on held-out scenes and 99.17%
+# on the real photos; `check` then measured 99.77% / 99.17% against eager).
 DEFAULT_TARGET_AGREEMENT = 99.8
 DEFAULT_SIZE = (1024, 2048)  # calibration/parity size for dynamic exports
 PARITY_SCENES = 3
