@@ -715,7 +715,7 @@ def sensitivity_search(
     threads: int | None = None,
     progress: Progress | None = None,
 ) -> SearchResult:
-    """The fewest blocks (or layers) to keep in fp32 so that INT8 agrees with fp32 on ``batches``
+    """A small, cheap set of blocks (or layers) to keep in fp32 so that INT8 agrees with fp32 on ``batches``
     (the calibration images) at least ``target_agreement`` percent (mean over the batches).
 
     ``granularity="block"`` (default) decides per residual block / top-level module
@@ -724,7 +724,7 @@ def sensitivity_search(
     cheap one stays fp32. Blocks, because ONNX Runtime pays a Q/DQ transition
     at every border of an fp32 island: measured on the shipped checkpoint at 1024×2048, the
     per-layer search kept 62 scattered layers fp32 and the engine ran 0.92× ORT fp32, while a
-    contiguous fp32 low-resolution branch (79 layers) with the same parity ran 1.28×.
+    contiguous fp32 low-resolution branch (79 layers, 99.54% on held-out scenes) ran 1.28×.
 
     1. Quantize everything; if that meets the target, nothing stays fp32.
     2. Otherwise measure each candidate's sensitivity on the first ``rank_batches`` batches:
