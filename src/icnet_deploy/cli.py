@@ -724,14 +724,17 @@ def build_engine_cmd(
     else:
         for node, why in kept.items():
             console.print(f"  {escape(node)}: {escape(why)}", highlight=False)
-    gate = {"int8": 99.5, "fp16": 99.9}[manifest.precision]  # check's default agreement thresholds
-    low = [k for k, s in d["parity"]["sets"].items() if s["agreement_pct"] < gate]
+    from .check import default_thresholds
+
+    gate = default_thresholds(manifest.precision)  # check's default agreement thresholds, per set
+    low = [f"{k} (< {gate.agreement_for(k)}%)" for k, s in d["parity"]["sets"].items()
+           if s["agreement_pct"] < gate.agreement_for(k)]
     if low:
-        hint = (" (leave out --fixed-rule: the search keeps the most sensitive layers in fp32)"
+        hint = (" (leave out --fixed-rule: the search keeps the most sensitive blocks in fp32)"
                 if d.get("fp32_rule") == "fixed rule" else
                 " (raise --target-agreement: the search judged on calibration images)" if d.get("fp32_rule") == "sensitivity search"
                 else "")
-        console.print(f"[yellow]warning:[/] agreement with fp32 is below {gate}% on {', '.join(low)}; "
+        console.print(f"[yellow]warning:[/] agreement with fp32 is below the gate on {', '.join(low)}; "
                       f"`icnet-deploy check` will fail this engine{hint}", highlight=False)
     if manifest.precision == "fp16" and d["backend"] == "onnxruntime":
         console.print("note: ONNX Runtime CPU has no fp16 kernels: this engine checks fp16 accuracy on CPU, it is "
