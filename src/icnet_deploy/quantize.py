@@ -63,6 +63,7 @@ from .hashing import sha256_bytes, sha256_file
 
 __all__ = [
     "CALIB_METHODS",
+    "COST_FLOOR",
     "DEFAULT_PERCENTILE",
     "DEFAULT_TAIL_CAP",
     "FP16_KEEP_OPS",
@@ -71,6 +72,7 @@ __all__ = [
     "ImageBatches",
     "LayerSensitivity",
     "SearchResult",
+    "block_of",
     "calibrate",
     "commute_classifier_resize",
     "convert_fp16",
@@ -78,11 +80,11 @@ __all__ = [
     "default_fp32_nodes",
     "graph_sha256",
     "label_agreement",
+    "node_macs",
     "prepare_for_quantization",
     "quantizable_nodes",
     "quantize_qdq",
     "sensitivity_search",
-    "block_of",
 ]
 
 CALIB_METHODS = ("percentile", "entropy", "minmax")
@@ -100,9 +102,9 @@ DEFAULT_PERCENTILE = 99.99
 # at ~2% of its 32×64 positions (flat sky, in a period-4 grid) every channel reaches ±100, while
 # the bulk stays below ±4 and real photos never exceed ±6. The 99.99th percentile cannot cut a 2%
 # population, so those tensors got ranges of ±120 and photos used 3 of 255 levels there. Capping
-# at 3× p99 clips the outliers (the
-# network does not need their exact size: scene agreement rises too). Fixed-rule INT8 at 1024×2048,
-# 8 calibration scenes, agreement with fp32 on 3 held-out scenes / 4 photos: no cap 98.33% / 84.37%;
+# at 3× p99 clips the outliers (the network does not need their exact size: scene agreement rises
+# too). Fixed-rule INT8 at 1024×2048, 8 calibration scenes, agreement with fp32 on 3 held-out
+# scenes / 4 photos: no cap 98.33% / 84.37%;
 # cap 20 → 98.15/86.22, 10 → 98.58/88.81, 5 → 98.70/96.28, 4 → 98.76/96.32, **3 → 98.75/97.85**,
 # 2 → 98.69/97.83, 1.5 → 98.43/95.79; plain p99 → 97.32/85.70, p99.9 → 98.63/89.86.
 DEFAULT_TAIL_CAP = 3.0
@@ -791,7 +793,8 @@ def sensitivity_search(
     sens: list[LayerSensitivity] = []
     for i, (group, members) in enumerate(groups.items()):
         say(stage, i, len(groups))
-        others = [n for n in layers if n not in set(members)] + list(always_fp32)
+        quantized = set(members)
+        others = [n for n in layers if n not in quantized] + list(always_fp32)
         agree, err = sensitivity(others)
         op = ops[members[0]] if len(members) == 1 else f"{len(members)} layers"
         sens.append(LayerSensitivity(node=group, op_type=op, score=err, agreement=agree))
@@ -811,8 +814,9 @@ def sensitivity_search(
     def agreement_at(k: int) -> float:
         if k not in cache_k:
             say("search: smallest fp32 set", len(trials) - 1, len(trials))
-            cache_k[k] = measure(members_of(k) + list(always_fp32))[0]
-            trials.append({"fp32_layers": len(members_of(k)) + len(fixed), f"fp32_{granularity}s": k,
+            kept = members_of(k)
+            cache_k[k] = measure(kept + list(always_fp32))[0]
+            trials.append({"fp32_layers": len(kept) + len(fixed), f"fp32_{granularity}s": k,
                            "agreement": cache_k[k]})
             say("search: smallest fp32 set", len(trials) - 1, len(trials) - 1)
         return cache_k[k]
