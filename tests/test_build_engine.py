@@ -95,6 +95,23 @@ def test_cache_made_with_another_method_is_refused(int8_build, small_onnx, tmp_p
     assert _files(tmp_path) == []
 
 
+@pytest.mark.parametrize("asked, message", [({"tail_cap": 0}, "--tail-cap 3, this build asks for 0"),
+                                             ({"percentile": 99.9}, "--percentile 99.99, this build asks for 99.9")])
+def test_cache_made_with_other_settings_is_refused(int8_build, small_onnx, tmp_path, asked, message):
+    """A reused cache must not silently override an explicit --tail-cap / --percentile."""
+    _, cache, _ = int8_build
+    with pytest.raises(ArtifactError, match=message.replace(".", r"\.")):
+        build_engine(small_onnx, tmp_path / "x.onnx", precision="int8", calib_cache=cache, **asked)
+    assert _files(tmp_path) == []
+
+
+def test_cache_reuse_accepts_matching_settings(int8_build, small_onnx, tmp_path):
+    _, cache, _ = int8_build
+    m = build_engine(small_onnx, tmp_path / "m.onnx", precision="int8", calib_cache=cache, percentile=99.99,
+                     tail_cap=3.0, threads=1, target_agreement=None)
+    assert m.details["calibration"]["tail_cap"] == 3.0
+
+
 def test_search_is_the_default_and_stops_when_all_int8_is_enough(small_onnx, calib_dir, tmp_path):
     # random weights agree ~96% fully quantized: a 0.5 (= 50%) target is met with no fp32 layer
     m = build_engine(small_onnx, tmp_path / "s.onnx", precision="int8", calib=calib_dir, target_agreement=0.5,
