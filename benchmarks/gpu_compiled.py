@@ -364,7 +364,6 @@ def main() -> int:
     cache_root = Path(tempfile.mkdtemp(prefix="icnet_gpu_compiled_"))
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache_root / "build")
     mode_of_import = import_library()
-    import numpy as np
     import torch
 
     if not torch.cuda.is_available():
