@@ -193,20 +193,16 @@ def train(
     threads: int = typer.Option(0, help="torch threads (0 = default)."),
     init: Optional[Path] = typer.Option(None, help="Start from these weights (fine-tuning)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the saved state beside --out."),
-    fake_quant: bool = typer.Option(False, "--fake-quant", help="Quantization-aware fine-tuning: uint8 fake "
-                                    "quantization of the activations the INT8 build quantizes (use with --init)."),
 ) -> None:
     """Train ICNet with cascade label guidance (AdamW, poly decay, rare-class crops).
 
     Example: `icnet-deploy train --data data/synth --out models/mine.safetensors --iters 6000 --resume`
-    (quantization-aware fine-tuning: `--init models/icnet_r50_half_synthetic.safetensors --fake-quant
-    --lr 2e-4 --iters 1000`)
     """
     from .train import TrainConfig, train as run_training
 
     cfg = TrainConfig(
         data=str(data), out=str(out), config=config, iters=iters, batch=batch, crop=parse_size(crop), lr=lr,
-        val_every=val_every, seed=seed, threads=threads, init=str(init) if init else None, fake_quant=fake_quant,
+        val_every=val_every, seed=seed, threads=threads, init=str(init) if init else None,
     )
     with _progress() as bar:
         task = bar.add_task("train", total=iters, status="")

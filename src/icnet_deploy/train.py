@@ -15,7 +15,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,7 +31,6 @@ from .model.config import get_config
 from .model.icnet import ICNet
 from .model.losses import cascade_label_guidance_loss
 from .model.weights import read_checkpoint, save_checkpoint
-from .qat import attach_fake_quant
 
 __all__ = ["TrainConfig", "train"]
 
@@ -56,7 +54,6 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0  # torch threads; 0 = torch's default
     init: str | None = None  # start from these weights (fine-tuning)
-    fake_quant: bool = False  # quantization-aware fine-tuning (see qat.py)
 
 
 # Classes that occupy few pixels: crops centred on them make the network see them often.
@@ -186,7 +183,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[int, dict]
         state, _ = read_checkpoint(cfg.init, model.config)
         model.load_state_dict(state)
     model = model.to(memory_format=torch.channels_last).train()
-    fake_quant = attach_fake_quant(model, NUM_CLASSES) if cfg.fake_quant else None
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     class_weights = _class_weights(train_labels)
     start, elapsed, history = 0, 0.0, []
@@ -234,8 +230,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[int, dict]
         stats = {"loss": loss_avg, "lr": optimizer.param_groups[0]["lr"], "sec_per_iter": time.perf_counter() - t0}
         last = it + 1 == cfg.iters
         if val_images and ((it + 1) % cfg.val_every == 0 or last):
-            with fake_quant.disabled() if fake_quant else nullcontext():
-                scores = evaluate_model(model, val_images, val_labels)
+            scores = evaluate_model(model, val_images, val_labels)
             history.append({"iteration": it + 1, "loss": round(loss_avg, 4), "val_miou": round(scores["miou"], 2),
                             "train_seconds": round(elapsed)})
             stats["val_miou"] = scores["miou"]
