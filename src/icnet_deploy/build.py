@@ -407,8 +407,8 @@ def _calibration(Q: Any, pre: Any, gsha: str, loader: Any, *, output: Path, expl
                                 "folder; delete the cache or leave out --calib to reuse it")
         asked = {"--percentile": (percentile, percentile, cache.percentile),
                  "--tail-cap": (tail_cap, tail_cap or None, cache.tail_cap)}  # --tail-cap 0: no cap (None)
-        for flag, (given, want, have) in asked.items():
-            if given is not None and want != have:
+        for flag, (given, want, have) in asked.items():  # both only shape percentile ranges
+            if cache.method == "percentile" and given is not None and want != have:
                 raise ArtifactError(f"{cache_path}: calibration cache was made with {flag} {have or 0:g}, this build "
                                     f"asks for {want or 0:g}; delete the cache or leave out {flag} to reuse it")
         return cache, Path(cache_path)
