@@ -37,8 +37,8 @@ def test_cli_json_schema_with_eager_baseline_and_memory(small_onnx):
     assert eager["spec"] == "eager" and onnx_engine["spec"] == str(small_onnx)
     for e in (eager, onnx_engine):
         assert {"name", "spec", "describe", "input_size", "batch", "compute", "end_to_end", "memory", "vs_eager"} <= set(e)
-        assert set(e["compute"]) == STAT_KEYS and e["compute"]["samples"] == 3
-        assert set(e["end_to_end"]) == STAT_KEYS
+        assert set(e["compute"]) == STAT_KEYS | {"times_ms"} and e["compute"]["samples"] == 3
+        assert set(e["end_to_end"]) == STAT_KEYS | {"times_ms"}
         assert e["input_size"] == [128, 256]
         mem = e["memory"]
         assert "error" not in mem, mem
@@ -46,6 +46,10 @@ def test_cli_json_schema_with_eager_baseline_and_memory(small_onnx):
     assert eager["describe"]["backend"] == "torch" and onnx_engine["describe"]["provider"] == "CPUExecutionProvider"
     assert eager["vs_eager"]["compute_speedup"] == 1.0 and eager["vs_eager"]["rss_ratio"] == 1.0
     assert onnx_engine["vs_eager"]["compute_speedup"] > 0 and onnx_engine["vs_eager"]["rss_ratio"] > 0
+    assert len(onnx_engine["compute"]["times_ms"]) == 3  # one time per interleaved round
+    assert eager["vs_eager"]["compute_speedup_paired"] == {"median": 1.0, "p25": 1.0, "p75": 1.0}
+    rounds = onnx_engine["vs_eager"]["compute_speedup_paired"]
+    assert 0 < rounds["p25"] <= rounds["median"] <= rounds["p75"]
     assert "loadavg_before" in data["environment"] or "cpus" in data["environment"]
 
 
@@ -65,3 +69,12 @@ def test_memory_probe_reports_errors_instead_of_raising(tmp_path):
 def test_bad_arguments(small_onnx):
     with pytest.raises(IcnetDeployError):
         bench([small_onnx], iters=0)
+
+
+def test_paired_speedup_cancels_load_that_moves_between_rounds():
+    from icnet_deploy.bench import paired_speedup
+
+    # the machine gets 3× slower in round 2: both engines slow down alike, the ratio stays 2
+    base, engine = [100.0, 300.0, 100.0], [50.0, 150.0, 50.0]
+    assert paired_speedup(base, engine) == {"median": 2.0, "p25": 2.0, "p75": 2.0}
+    assert paired_speedup([], []) is None

@@ -22,7 +22,9 @@
   buffers of runners that allocate through torch) and the growth of device memory in use
   (``cudaMemGetInfo``, which also sees ONNX Runtime's and TensorRT's own allocations, and any
   other process's).
-* **Ratios vs eager**: speed-up (eager p50 / engine p50, compute and end-to-end) and memory.
+* **Ratios vs eager**: speed-up (eager p50 / engine p50, compute and end-to-end), the same
+  ratio taken round by round (``*_speedup_paired``: median and interquartile range of eager ms /
+  engine ms within each interleaved round, see ``paired_speedup``), and memory.
 
 Default size: the first static engine's input size, else 1024×2048. An engine with a static
 input runs compute-only at its own size whatever ``size`` says (the table shows it).
@@ -69,6 +71,17 @@ def latency_stats(ms: Sequence[float], batch: int = 1) -> dict[str, float]:
         "images_per_s": batch * 1000.0 / mean if mean > 0 else 0.0, "samples": int(a.size),
         "noisy": bool(mean > 0 and std / mean > NOISY_CV),
     }
+
+
+def paired_speedup(base_ms: Sequence[float], engine_ms: Sequence[float]) -> dict[str, float] | None:
+    """Speed-up round by round (base / engine, timed in the same interleaved round): median and
+    interquartile range. Load that changes between rounds cancels out of each ratio, so this
+    spread says how sure the speed-up is, which the ratio of two p50s cannot."""
+    n = min(len(base_ms), len(engine_ms))
+    if n == 0:
+        return None
+    r = np.asarray(base_ms[:n], dtype=np.float64) / np.asarray(engine_ms[:n], dtype=np.float64)
+    return {"median": float(np.median(r)), "p25": float(np.percentile(r, 25)), "p75": float(np.percentile(r, 75))}
 
 
 # --------------------------------------------------------------------------------------------
@@ -322,6 +335,7 @@ def bench(
     for k, res in enumerate(results):
         for mode in modes:
             res[mode] = latency_stats(samples[mode][k], res["batch"])
+            res[mode]["times_ms"] = [round(v, 3) for v in samples[mode][k]]  # per round, for paired ratios
 
     if memory:
         for k, (res, spec) in enumerate(zip(results, specs)):
@@ -334,6 +348,7 @@ def bench(
         vs: dict[str, Any] = {}
         for mode in modes:
             vs[f"{mode}_speedup"] = base[mode]["p50_ms"] / res[mode]["p50_ms"] if res[mode]["p50_ms"] > 0 else None
+            vs[f"{mode}_speedup_paired"] = paired_speedup(base[mode]["times_ms"], res[mode]["times_ms"])
         mem, base_mem = res.get("memory") or {}, base.get("memory") or {}
         if "engine_rss_mib" in mem and base_mem.get("engine_rss_mib"):
             vs["rss_ratio"] = mem["engine_rss_mib"] / base_mem["engine_rss_mib"]

@@ -503,6 +503,9 @@ def _bench_table(result: dict) -> Table:
         if c["noisy"] or (e2e and e2e["noisy"]):
             noisy.append(e["name"])
         speed = f"{vs.get('compute_speedup', 0):.2f}×" + (f" / {vs['end_to_end_speedup']:.2f}×" if e2e else "")
+        paired = vs.get("compute_speedup_paired")
+        if paired and e is not result["engines"][0]:
+            speed += f" ({paired['p25']:.2f}–{paired['p75']:.2f})"
         if "error" in mem:
             mem_text = "[red]probe failed[/]"
         elif mem:
@@ -524,7 +527,8 @@ def _bench_table(result: dict) -> Table:
         table.add_row(*row)
     env = result["environment"]
     load = f"load avg {env.get('loadavg_before', float('nan')):.2f} → {env.get('loadavg_after', float('nan')):.2f}"
-    table.caption = (f"speed-up = eager p50 / engine p50 (compute / end-to-end); peak RSS of a fresh process per engine "
+    table.caption = (f"speed-up = eager p50 / engine p50 (compute / end-to-end), in brackets the interquartile range "
+                     f"of eager/engine within each interleaved round; peak RSS of a fresh process per engine "
                      f"(+ growth over its post-import baseline); {load} on {env.get('cpus')} CPUs"
                      + (f"; [yellow]noisy (std > 10% of mean): {', '.join(noisy)}[/]" if noisy else "")
                      + "".join(f"\n{escape(e['name'])}: {escape(e['note'])}" for e in result["engines"] if e.get("note")))
