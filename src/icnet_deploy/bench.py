@@ -22,6 +22,10 @@
   buffers of runners that allocate through torch) and the growth of device memory in use
   (``cudaMemGetInfo``, which also sees ONNX Runtime's and TensorRT's own allocations, and any
   other process's).
+* **ONNX Runtime threads do not spin** (``session.intra_op.allow_spinning=0``) in the bench:
+  interleaving several sessions in one process, each session's busy-waiting threads took the
+  cores from the next one (measured on 2 cores: every ORT engine 10–15% slower interleaved than
+  alone; without spinning, interleaved = alone, and alone is as fast as with spinning).
 * **Ratios vs eager**: speed-up (eager p50 / engine p50, compute and end-to-end), the same
   ratio taken round by round (``*_speedup_paired``: median and interquartile range of eager ms /
   engine ms within each interleaved round, see ``paired_speedup``), and memory.
@@ -292,6 +296,8 @@ def bench(
     for res, runner in zip(results, runners):
         if runner.batch_size is not None and runner.batch_size != batch:
             res["note"] = f"static batch {runner.batch_size} (asked {batch})"
+        if hasattr(runner, "spinning"):  # ONNX Runtime: idle threads of one session must not slow the next
+            runner.spinning = False
         runner.activate()
     try:
         image = _image(size)
@@ -364,6 +370,8 @@ def bench(
                       f"{PROBE_ITERS} calls (engine_rss_mib = the growth); CUDA: torch.cuda.max_memory_allocated "
                       "and the growth of device memory in use",
             "threads": threads or "framework default",
+            "onnxruntime_spinning": "off: with it on, the spinning threads of the engine timed before slow the next "
+                                    "one down 10-15% on 2 cores (one engine alone: same speed either way)",
         },
     )
 

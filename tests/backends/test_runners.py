@@ -134,6 +134,21 @@ def test_onnxruntime_matches_eager_through_the_runner_api(small_checkpoint, smal
 
 
 # -- load(): dispatch on the manifest --------------------------------------------------------
+def test_onnxruntime_spinning_can_be_turned_off_and_gives_the_same_logits(small_onnx):
+    """bench turns ORT's busy-waiting threads off (several sessions share the cores); results must not change."""
+    x = np.random.default_rng(0).standard_normal((1, 3, 128, 256)).astype(np.float32)
+    outputs = []
+    for spinning in (True, False):
+        r = load(small_onnx, threads=1)
+        r.spinning = spinning
+        with r:
+            if not spinning:
+                options = r._session.get_session_options()
+                assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+            outputs.append(r.infer(x))
+    assert np.array_equal(outputs[0], outputs[1])
+
+
 def test_load_dispatches_on_manifest_and_suffix(small_checkpoint, small_onnx):
     from icnet_deploy.backends.onnxruntime import OnnxRuntimeRunner
     from icnet_deploy.backends.torch_eager import TorchRunner

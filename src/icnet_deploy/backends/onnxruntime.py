@@ -26,17 +26,22 @@ def _import_onnxruntime():
     return onnxruntime
 
 
-def create_session(path: str | Path | bytes, providers: Sequence[str] | None = None, threads: int | None = None) -> Any:
+def create_session(path: str | Path | bytes, providers: Sequence[str] | None = None, threads: int | None = None,
+                   spinning: bool = True) -> Any:
     """An ``onnxruntime.InferenceSession`` for a model file (or serialized model bytes).
 
     ``providers`` defaults to CPU only; ``threads`` sets the intra-op thread count (None:
-    onnxruntime's default, one per physical core).
+    onnxruntime's default, one per physical core). ``spinning=False`` stops the intra-op
+    threads from busy-waiting after each op: what a process that interleaves several sessions
+    needs, because one session's spinning threads otherwise steal the cores from the next.
     """
     ort = _import_onnxruntime()
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # errors only: no provider/optimizer chatter on stderr
     providers = list(providers) if providers else ["CPUExecutionProvider"]
     model = path if isinstance(path, bytes) else str(path)
@@ -140,6 +145,7 @@ class OnnxRuntimeRunner(Runner):
         super().__init__(name or f"onnx-{manifest.precision}")
         self._adopt_manifest(manifest)
         self.device, self.requested_provider, self.threads = device, provider, threads
+        self.spinning = True  # set False before activate() when sessions share the cores (see create_session)
         self.input_name, self.output_name = manifest.input_name, manifest.output_name
         self._input_dtype = manifest.input_dtype
 
@@ -147,7 +153,7 @@ class OnnxRuntimeRunner(Runner):
         requested = self.requested_provider or ("cuda" if self.device.startswith("cuda") else "cpu")
         device_id = int(self.device.split(":", 1)[1]) if ":" in self.device else 0
         providers = resolve_providers(requested, device_id=device_id, precision=self.precision)
-        session = create_session(self.path, providers=providers, threads=self.threads)
+        session = create_session(self.path, providers=providers, threads=self.threads, spinning=self.spinning)
         self.provider = active_provider(session)
         wanted = providers[0][0] if isinstance(providers[0], tuple) else providers[0]
         if wanted != "CPUExecutionProvider" and self.provider == "CPUExecutionProvider":
