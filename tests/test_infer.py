@@ -109,6 +109,14 @@ def test_static_engine_maps_back_bilinearly(inputs, tmp_path, small_onnx):
     assert report.resize == {"logits-bilinear": 3}
 
 
+def test_onnxruntime_threads_do_not_spin_during_infer(inputs, tmp_path, small_onnx):
+    """infer's decode/encode threads share the cores with the engine: ORT must not busy-wait."""
+    runner = load(small_onnx, threads=1)
+    assert runner.spinning  # ONNX Runtime's own default elsewhere
+    report = infer_images(runner, inputs / "sub", tmp_path / "out")
+    assert report.passed and runner.spinning is False and not runner.is_active
+
+
 def test_to_labels_methods(monkeypatch):
     import icnet_deploy.infer as infer_mod
 
