@@ -397,6 +397,8 @@ def _calibration(Q: Any, pre: Any, gsha: str, loader: Any, *, output: Path, expl
                  width: int, progress: Progress) -> tuple[Any, Path]:
     """(calibration cache, where it is): an existing ``cache_path`` is reused (after checks),
     otherwise ``loader``'s images are calibrated and the cache written."""
+    pct = Q.DEFAULT_PERCENTILE if percentile is None else percentile
+    cap = Q.DEFAULT_TAIL_CAP if tail_cap is None else (tail_cap or None)  # --tail-cap 0: no cap (None)
     if cache_path is not None and Path(cache_path).is_file():
         cache = Q.CalibrationCache.load(cache_path, graph_sha256=gsha, method=method)
         if list(cache.input_size) != [height, width]:
@@ -405,15 +407,13 @@ def _calibration(Q: Any, pre: Any, gsha: str, loader: Any, *, output: Path, expl
         if explicit_calib and loader.image_set_sha256() != cache.image_set_sha256:
             raise ArtifactError(f"{cache_path}: calibration cache was made from another image set than the --calib "
                                 "folder; delete the cache or leave out --calib to reuse it")
-        asked = {"--percentile": (percentile, percentile, cache.percentile),
-                 "--tail-cap": (tail_cap, tail_cap or None, cache.tail_cap)}  # --tail-cap 0: no cap (None)
-        for flag, (given, want, have) in asked.items():  # both only shape percentile ranges
+        # an explicit --percentile / --tail-cap must match the cache (both only shape percentile ranges)
+        for flag, given, want, have in (("--percentile", percentile, pct, cache.percentile),
+                                        ("--tail-cap", tail_cap, cap, cache.tail_cap)):
             if cache.method == "percentile" and given is not None and want != have:
                 raise ArtifactError(f"{cache_path}: calibration cache was made with {flag} {have or 0:g}, this build "
                                     f"asks for {want or 0:g}; delete the cache or leave out {flag} to reuse it")
         return cache, Path(cache_path)
-    pct = Q.DEFAULT_PERCENTILE if percentile is None else percentile
-    cap = Q.DEFAULT_TAIL_CAP if tail_cap is None else (tail_cap or None)
     cache = Q.calibrate(pre, loader, method, percentile=pct, tail_cap=cap, image_set_sha256=loader.image_set_sha256(),
                         source_graph_sha256=gsha, progress=progress)
     where = Path(cache_path) if cache_path is not None else output.with_name(output.name + ".calib.json")
