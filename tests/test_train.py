@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from icnet_deploy.model.weights import load_model
 from icnet_deploy.train import TrainConfig, train
@@ -38,3 +39,23 @@ def test_short_run_lowers_loss_and_resumes(tiny_dataset, tmp_path):
     assert steps == list(range(31, 41))
     log = [json.loads(line) for line in out.with_suffix(".log.jsonl").read_text().splitlines()]
     assert log[-1]["iteration"] == 40
+
+
+def test_ema_checkpoint_is_the_average_and_resumes(tiny_dataset, tmp_path):
+    out = tmp_path / "ema.safetensors"
+    cfg = TrainConfig(data=str(tiny_dataset), out=str(out), iters=12, batch=2, crop=(64, 128), lr=2e-3,
+                      warmup=2, val_every=12, val_images=1, threads=1, ema=0.9)
+    train(cfg)
+    raw = out.with_suffix(".raw.safetensors")
+    assert out.is_file() and raw.is_file()
+    averaged, current = load_model(out), load_model(raw)
+    assert averaged.checkpoint_info["provenance"]["ema_decay"] == 0.9
+    a, c = averaged.state_dict(), current.state_dict()
+    differs = [k for k in a if a[k].is_floating_point() and not torch.equal(a[k], c[k])]
+    assert "classifier.weight" in differs  # the average lags the raw weights
+    assert any(k.endswith("running_mean") for k in differs)  # BatchNorm statistics are averaged too
+    state = torch.load(out.with_suffix(".state.pt"), weights_only=True)
+    assert int(state["ema"]["n_averaged"]) == 12
+    train(TrainConfig(**{**cfg.__dict__, "iters": 14}), resume=True)
+    state = torch.load(out.with_suffix(".state.pt"), weights_only=True)
+    assert int(state["ema"]["n_averaged"]) == 14 and state["iteration"] == 14

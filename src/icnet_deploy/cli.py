@@ -193,6 +193,8 @@ def train(
     threads: int = typer.Option(0, help="torch threads (0 = default)."),
     init: Optional[Path] = typer.Option(None, help="Start from these weights (fine-tuning)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the saved state beside --out."),
+    ema: float = typer.Option(0.0, min=0.0, max=0.99999, help="Save an exponential moving average of the weights "
+                              "with this decay (e.g. 0.999; 0 = off); the raw weights go to OUT.raw.safetensors."),
 ) -> None:
     """Train ICNet with cascade label guidance (AdamW, poly decay, rare-class crops).
 
@@ -202,7 +204,7 @@ def train(
 
     cfg = TrainConfig(
         data=str(data), out=str(out), config=config, iters=iters, batch=batch, crop=parse_size(crop), lr=lr,
-        val_every=val_every, seed=seed, threads=threads, init=str(init) if init else None,
+        val_every=val_every, seed=seed, threads=threads, init=str(init) if init else None, ema=ema,
     )
     with _progress() as bar:
         task = bar.add_task("train", total=iters, status="")
