@@ -39,11 +39,12 @@ __all__ = ["BACKENDS", "DEFAULT_TARGET_AGREEMENT", "PRECISIONS", "build_engine",
 
 PRECISIONS = ("fp16", "int8")
 BACKENDS = ("onnxruntime", "tensorrt")
-# percent, on calibration images: the int8 gate (check) asks 99.5 on held-out images; the search
-# judges on calibration images, so it aims higher to leave a margin (measured on the shipped
-# 16,000-iteration checkpoint at 1024×2048: 99.8 here gave 99.81% on held-out scenes and 99.17%
-# on the real photos; `check` then measured 99.77% / 99.17% against eager).
-DEFAULT_TARGET_AGREEMENT = 99.8
+# percent, on calibration images: the int8 gate (check) asks 99.5 on held-out scenes and 99 on
+# real photos; the search judges on (generated) calibration images, so it aims higher to leave a
+# margin. Measured at 1024×2048 on the shipped 25,000-iteration checkpoint: 99.8 here gave 99.73%
+# on held-out scenes but 98.28% on the photos (check fails); 99.9 gives 99.90% / 99.26%.
+# (On the earlier 16,000-iteration checkpoint 99.8 had given 99.81% / 99.17%.)
+DEFAULT_TARGET_AGREEMENT = 99.9
 DEFAULT_SIZE = (1024, 2048)  # calibration/parity size for dynamic exports
 PARITY_SCENES = 3
 SEARCH_IMAGES = 8  # calibration images the fp32 set is judged on

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .build import DEFAULT_TARGET_AGREEMENT as _DEFAULT_TARGET_AGREEMENT
 from .errors import IcnetDeployError, ParityError
 
 
@@ -664,7 +665,7 @@ def build_engine_cmd(
     calib_limit: Optional[int] = typer.Option(None, min=1, help="Use only the first N calibration images."),
     backend: str = typer.Option("onnxruntime", help="onnxruntime | tensorrt | torch (torch.compile: Inductor, CUDA graphs)."),
     target: Optional[str] = typer.Option(None, help="INT8 flavour: cpu (uint8 activations) | tensorrt (int8, zero point 0); default by backend."),
-    target_agreement: float = typer.Option(99.8, help="INT8: keep the fewest layers fp32 that reach this pixel agreement with fp32 on calibration images (% or fraction; measured per layer: minutes at 1024×2048)."),
+    target_agreement: float = typer.Option(_DEFAULT_TARGET_AGREEMENT, help="INT8: keep the fewest layers fp32 that reach this pixel agreement with fp32 on calibration images (% or fraction; measured per layer: minutes at 1024×2048)."),
     fixed_rule: bool = typer.Option(False, "--fixed-rule", help="INT8: skip the search; keep the first convs, classifier and final resize fp32 (fast build)."),
     fp32_layer: Optional[list[str]] = typer.Option(None, "--fp32-layer", help="Keep this node in fp32 (repeatable); replaces the default rule."),
     threads: Optional[int] = typer.Option(None, min=1, help="ONNX Runtime intra-op threads for calibration and parity."),
