@@ -201,11 +201,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[int, dict]
         saved = torch.load(state_path, map_location="cpu", weights_only=True)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
-        if ema is not None:  # a state saved without an average starts one from the resumed weights
-            if "ema" in saved:
-                ema.load_state_dict(saved["ema"])
-            else:
-                ema.module.load_state_dict(saved["model"])
+        if ema is not None and "ema" in saved:  # without one, the first update copies the resumed weights
+            ema.load_state_dict(saved["ema"])
         start, elapsed = int(saved["iteration"]), float(saved["elapsed"])
         rng = np.random.default_rng([cfg.seed, start])  # fresh, reproducible stream after resume
         torch.manual_seed(cfg.seed + start)
