@@ -91,6 +91,18 @@ def parse_size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def parse_scale_range(text: str) -> tuple[float, float]:
+    """'0.6-1.4' (or 0.6,1.4) -> (0.6, 1.4): the random rescale range of training crops."""
+    parts = text.replace(",", "-").split("-")
+    try:
+        lo, hi = (float(p) for p in parts)
+    except ValueError:
+        raise typer.BadParameter(f"--scale {text!r} is not a range like 0.6-1.4") from None
+    if not 0.05 <= lo <= hi <= 8.0:
+        raise typer.BadParameter(f"--scale {text!r}: need 0.05 <= low <= high <= 8")
+    return lo, hi
+
+
 def emit_json(payload: dict) -> None:
     sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
 
@@ -188,6 +200,8 @@ def train(
     iters: int = typer.Option(6000, min=1, help="Training iterations."),
     batch: int = typer.Option(8, min=1, help="Crops per iteration."),
     crop: str = typer.Option("256x512", help="Crop size HxW."),
+    scale: str = typer.Option("0.6-1.4", help="Random rescale of the scene before cropping, LOW-HIGH "
+                              "(log-uniform; 1.0 = the object scale of full-resolution inference)."),
     lr: float = typer.Option(2e-3, help="Peak AdamW learning rate (warm-up, then poly decay)."),
     val_every: int = typer.Option(500, min=1, help="Validate (full resolution) every N iterations."),
     seed: int = typer.Option(0, help="Random seed."),
@@ -196,6 +210,8 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from the saved state beside --out."),
     ema: float = typer.Option(0.0, min=0.0, max=0.99999, help="Save an exponential moving average of the weights "
                               "with this decay (e.g. 0.999; 0 = off); the raw weights go to OUT.raw.safetensors."),
+    outlier_penalty: float = typer.Option(0.0, min=0.0, help="Weight of a log-kurtosis penalty on the "
+                                          "low-resolution branch's activations (INT8-friendlier; 0 = off)."),
 ) -> None:
     """Train ICNet with cascade label guidance (AdamW, poly decay, rare-class crops).
 
@@ -204,8 +220,9 @@ def train(
     from .train import TrainConfig, train as run_training
 
     cfg = TrainConfig(
-        data=str(data), out=str(out), config=config, iters=iters, batch=batch, crop=parse_size(crop), lr=lr,
+        data=str(data), out=str(out), config=config, iters=iters, batch=batch, crop=parse_size(crop), scale=parse_scale_range(scale), lr=lr,
         val_every=val_every, seed=seed, threads=threads, init=str(init) if init else None, ema=ema,
+        outlier_penalty=outlier_penalty,
     )
     with _progress() as bar:
         task = bar.add_task("train", total=iters, status="")
@@ -215,7 +232,8 @@ def train(
             if "val_miou" in stats:
                 last_val["miou"] = stats["val_miou"]
             val = f" val mIoU {last_val['miou']:.1f}%" if last_val else ""
-            bar.update(task, completed=it, status=f"loss {stats['loss']:.3f} {stats['sec_per_iter']:.2f}s/it{val}")
+            kurt = f" log-kurtosis {stats['log_kurtosis']:.2f}" if "log_kurtosis" in stats else ""
+            bar.update(task, completed=it, status=f"loss {stats['loss']:.3f}{kurt} {stats['sec_per_iter']:.2f}s/it{val}")
 
         summary = run_training(cfg, resume=resume, progress=update)
     console.print(f"checkpoint: {summary['checkpoint']} ({summary['train_seconds']} s of training)")
