@@ -210,8 +210,6 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from the saved state beside --out."),
     ema: float = typer.Option(0.0, min=0.0, max=0.99999, help="Save an exponential moving average of the weights "
                               "with this decay (e.g. 0.999; 0 = off); the raw weights go to OUT.raw.safetensors."),
-    outlier_penalty: float = typer.Option(0.0, min=0.0, help="Weight of a log-kurtosis penalty on the "
-                                          "low-resolution branch's activations (INT8-friendlier; 0 = off)."),
 ) -> None:
     """Train ICNet with cascade label guidance (AdamW, poly decay, rare-class crops).
 
@@ -222,7 +220,6 @@ def train(
     cfg = TrainConfig(
         data=str(data), out=str(out), config=config, iters=iters, batch=batch, crop=parse_size(crop), scale=parse_scale_range(scale), lr=lr,
         val_every=val_every, seed=seed, threads=threads, init=str(init) if init else None, ema=ema,
-        outlier_penalty=outlier_penalty,
     )
     with _progress() as bar:
         task = bar.add_task("train", total=iters, status="")
@@ -232,8 +229,7 @@ def train(
             if "val_miou" in stats:
                 last_val["miou"] = stats["val_miou"]
             val = f" val mIoU {last_val['miou']:.1f}%" if last_val else ""
-            kurt = f" log-kurtosis {stats['log_kurtosis']:.2f}" if "log_kurtosis" in stats else ""
-            bar.update(task, completed=it, status=f"loss {stats['loss']:.3f}{kurt} {stats['sec_per_iter']:.2f}s/it{val}")
+            bar.update(task, completed=it, status=f"loss {stats['loss']:.3f} {stats['sec_per_iter']:.2f}s/it{val}")
 
         summary = run_training(cfg, resume=resume, progress=update)
     console.print(f"checkpoint: {summary['checkpoint']} ({summary['train_seconds']} s of training)")

@@ -22,14 +22,12 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
-from torch import Tensor, nn
 
 from .data.folders import CityscapesDataset
 from .data.labels import CLASS_NAMES, IGNORE_ID, NUM_CLASSES
@@ -41,7 +39,7 @@ from .model.icnet import ICNet
 from .model.losses import cascade_label_guidance_loss
 from .model.weights import read_checkpoint, save_checkpoint
 
-__all__ = ["OutlierPenalty", "TrainConfig", "log_kurtosis", "train"]
+__all__ = ["TrainConfig", "train"]
 
 
 @dataclass(frozen=True)
@@ -64,7 +62,6 @@ class TrainConfig:
     threads: int = 0  # torch threads; 0 = torch's default
     init: str | None = None  # start from these weights (fine-tuning)
     ema: float = 0.0  # decay of an exponential moving average of the weights (0 = off)
-    outlier_penalty: float = 0.0  # weight of the low-resolution branch's log-kurtosis penalty (0 = off)
 
 
 # Classes that occupy few pixels: crops centred on them make the network see them often.
@@ -164,40 +161,6 @@ def evaluate_model(model: ICNet, images: list[np.ndarray], labels: list[np.ndarr
     return scores.to_dict()
 
 
-def log_kurtosis(x: Tensor) -> Tensor:
-    """log(E[x⁴] / E[x²]²) over all elements (uncentred; 3 → 1.10 for a Gaussian, scale-free)."""
-    x2 = x.float().square()
-    return torch.log(x2.square().mean() / (x2.mean().square() + 1e-12) + 1e-12)
-
-
-class OutlierPenalty:
-    """Mean log-kurtosis of the low-resolution branch's residual stream (conv4_x, conv5_x, pyramid).
-
-    Why: the dilated branch learns "massive activations" — a few positions 50× the 99th
-    percentile (kurtosis ~800 in conv5_x of the 25,000-iteration checkpoint against ~10 in
-    conv4_1). Per-tensor INT8 must then either clip them or give the bulk a few levels; both cost
-    ~1.7% of the pixels. Kurtosis E[x⁴]/E[x²]² is scale-free, so the network cannot lower it by
-    shrinking the stream (BatchNorm would undo that anyway); the log keeps one tensor from
-    dominating. A regulariser for quantization in the spirit of KURE (Shkolnik et al., 2020),
-    applied to activations.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        self.values: list[Tensor] = []
-        self.handles = [module.register_forward_hook(self._hook) for name, module in model.named_modules()
-                        if name == "pyramid" or (name.startswith(("trunk.layer3.", "trunk.layer4.")) and name.count(".") == 2)]
-
-    def _hook(self, module: nn.Module, _args: Any, out: Tensor) -> None:
-        if not (module.training and torch.is_grad_enabled()):  # validation passes are not penalised
-            return
-        self.values.append(log_kurtosis(out))
-
-    def take(self) -> Tensor:
-        """The mean over the tensors seen since the last call (and forget them)."""
-        values, self.values = self.values, []
-        return torch.stack(values).mean()
-
-
 def _poly_lr(cfg: TrainConfig, it: int) -> float:
     if it < cfg.warmup:
         return cfg.lr * (it + 1) / cfg.warmup
@@ -271,8 +234,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[int, dict]
             torch.save(state, tmp)
 
     it = start - 1
-    loss_avg = kurtosis_avg = None
-    penalty = OutlierPenalty(model) if cfg.outlier_penalty > 0 else None
+    loss_avg = None
     for it in range(start, cfg.iters):
         t0 = time.perf_counter()
         x, y = batches.get()
@@ -280,9 +242,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[int, dict]
             group["lr"] = _poly_lr(cfg, it)
         x = x.contiguous(memory_format=torch.channels_last)
         loss = cascade_label_guidance_loss(model(x), y, class_weights=class_weights)
-        if penalty is not None:
-            log_kurtosis = penalty.take()
-            loss = loss + cfg.outlier_penalty * log_kurtosis
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -291,16 +250,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[int, dict]
         elapsed += time.perf_counter() - t0
         loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
         stats = {"loss": loss_avg, "lr": optimizer.param_groups[0]["lr"], "sec_per_iter": time.perf_counter() - t0}
-        if penalty is not None:
-            kurtosis_avg = log_kurtosis.item() if kurtosis_avg is None else 0.98 * kurtosis_avg + 0.02 * log_kurtosis.item()
-            stats["log_kurtosis"] = kurtosis_avg
         last = it + 1 == cfg.iters
         if val_images and ((it + 1) % cfg.val_every == 0 or last):
             scores = evaluate_model(model if ema is None else ema.module, val_images, val_labels)
             history.append({"iteration": it + 1, "loss": round(loss_avg, 4), "val_miou": round(scores["miou"], 2),
                             "train_seconds": round(elapsed)})
-            if kurtosis_avg is not None:
-                history[-1]["log_kurtosis"] = round(kurtosis_avg, 3)
             stats["val_miou"] = scores["miou"]
             with open(log_path, "a") as log:
                 log.write(json.dumps(history[-1]) + "\n")
