@@ -53,16 +53,3 @@ def test_evaluate_a_folder_without_the_layout_is_exit_2(tmp_path):
     assert result.exit_code == 2
     assert str(tmp_path) in result.output
 
-
-@pytest.mark.parametrize("scale", ["1.4-0.6", "0-1", "a-b", "0.5"])
-def test_train_rejects_a_bad_scale_range_with_exit_2(tmp_path, scale):
-    result = cli.invoke(app, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "m.safetensors"), "--scale", scale])
-    assert result.exit_code == 2
-    assert "scale" in result.output and not (tmp_path / "m.safetensors").exists()
-
-
-def test_scale_range_parses_low_high():
-    from icnet_deploy.cli import parse_scale_range
-
-    assert parse_scale_range("0.45-1.4") == (0.45, 1.4)
-    assert parse_scale_range("1,1") == (1.0, 1.0)

@@ -1,4 +1,5 @@
-"""A short training run on a tiny generated dataset lowers the loss, checkpoints, and resumes."""
+"""A short training run on a tiny generated dataset lowers the loss, checkpoints, and resumes;
+`train --scale` rejects bad ranges."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import json
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from icnet_deploy.cli import app, parse_scale_range
 from icnet_deploy.model.weights import load_model
 from icnet_deploy.train import TrainConfig, train
 
@@ -59,3 +62,15 @@ def test_ema_checkpoint_is_the_average_and_resumes(tiny_dataset, tmp_path):
     train(TrainConfig(**{**cfg.__dict__, "iters": 14}), resume=True)
     state = torch.load(out.with_suffix(".state.pt"), weights_only=True)
     assert int(state["ema"]["n_averaged"]) == 14 and state["iteration"] == 14
+
+
+@pytest.mark.parametrize("scale", ["1.4-0.6", "0-1", "a-b", "0.5"])
+def test_train_rejects_a_bad_scale_range_with_exit_2(tmp_path, scale):
+    result = CliRunner().invoke(app, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "m.safetensors"), "--scale", scale])
+    assert result.exit_code == 2
+    assert "scale" in result.output and not (tmp_path / "m.safetensors").exists()
+
+
+def test_scale_range_parses_low_high():
+    assert parse_scale_range("0.45-1.4") == (0.45, 1.4)
+    assert parse_scale_range("1,1") == (1.0, 1.0)
