@@ -52,4 +52,3 @@ def test_evaluate_a_folder_without_the_layout_is_exit_2(tmp_path):
     result = cli.invoke(app, ["evaluate", "--data", str(tmp_path)])
     assert result.exit_code == 2
     assert str(tmp_path) in result.output
-

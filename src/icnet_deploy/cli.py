@@ -219,7 +219,8 @@ def train(
 
     cfg = TrainConfig(
         data=str(data), out=str(out), config=config, iters=iters, batch=batch, crop=parse_size(crop),
-        scale=parse_scale_range(scale), lr=lr, val_every=val_every, seed=seed, threads=threads, init=str(init) if init else None, ema=ema,
+        scale=parse_scale_range(scale), lr=lr, val_every=val_every, seed=seed, threads=threads,
+        init=str(init) if init else None, ema=ema,
     )
     with _progress() as bar:
         task = bar.add_task("train", total=iters, status="")
