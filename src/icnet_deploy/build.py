@@ -41,8 +41,9 @@ PRECISIONS = ("fp16", "int8")
 BACKENDS = ("onnxruntime", "tensorrt")
 # percent, on calibration images: the int8 gate (check) asks 99.5 on held-out scenes and 99 on
 # real photos; the search judges on (generated) calibration images, so it aims higher to leave a
-# margin. Measured at 1024×2048 on the shipped 25,000-iteration checkpoint: 99.8 here gave 99.73%
-# on held-out scenes but 98.28% on the photos (check fails); 99.9 gives 99.90% / 99.26%.
+# margin. Measured at 1024×2048 on the 25,000-iteration checkpoint: 99.8 here gave 99.73%
+# on held-out scenes but 98.28% on the photos (check fails); 99.9 gave 99.90% / 99.26%, and on
+# the shipped 31,000-iteration checkpoint 99.90% / 99.25%.
 # (On the earlier 16,000-iteration checkpoint 99.8 had given 99.81% / 99.17%.)
 DEFAULT_TARGET_AGREEMENT = 99.9
 DEFAULT_SIZE = (1024, 2048)  # calibration/parity size for dynamic exports

@@ -11,7 +11,7 @@ BatchNorm statistics (torch's ``AveragedModel``), validated and saved in place o
 weights, which are written beside it (``….raw.safetensors``). Why: single checkpoints of this
 from-scratch run scatter by several mIoU points (the 16,000- and 20,000-iteration states: 74.98
 vs 70.74% on 48 unseen scenes), and an average kept along the decay smooths that (the shipped
-25,000-iteration checkpoint is one: 76.72%).
+checkpoint is one: 80.11% on those 48 scenes).
 """
 
 from __future__ import annotations
