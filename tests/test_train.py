@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from typer.testing import CliRunner
 
 from icnet_deploy.cli import app, parse_scale_range
@@ -74,3 +77,32 @@ def test_train_rejects_a_bad_scale_range_with_exit_2(tmp_path, scale):
 def test_scale_range_parses_low_high():
     assert parse_scale_range("0.45-1.4") == (0.45, 1.4)
     assert parse_scale_range("1,1") == (1.0, 1.0)
+
+
+def test_decode_cache_trains_identically_and_redecodes_changed_scenes(tiny_dataset, tmp_path):
+    """Memory-mapped decoded scenes give the very same batches as scenes held in memory; a scene
+    whose PNG changes is decoded again instead of being read stale."""
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)  # the test edits a scene: leave the shared dataset alone
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "a.safetensors"), iters=4, batch=2,
+                      crop=(64, 128), warmup=2, val_every=4, val_images=1, threads=1)
+    in_memory: list[float] = []
+    train(cfg, progress=lambda it, s: in_memory.append(s["loss"]))
+    cache = tmp_path / "decoded"
+    mapped: list[float] = []
+    train(TrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "b.safetensors"), "decode_cache": str(cache)}),
+          progress=lambda it, s: mapped.append(s["loss"]))
+    assert mapped == in_memory
+    files = sorted(cache.glob("*.npy"))
+    assert len(files) == 8 and not list(cache.glob("*.tmp"))  # image + label per training scene, no leftovers
+    assert "decode_cache" not in load_model(tmp_path / "b.safetensors").checkpoint_info["provenance"]["train_config"]
+
+    from icnet_deploy.train import _load_split
+
+    images, labels = _load_split(data, "train", cache=cache)
+    assert all(isinstance(a, np.memmap) for a in images + labels) and sorted(cache.glob("*.npy")) == files
+    first = sorted((data / "leftImg8bit" / "train").rglob("*_leftImg8bit.png"))[0]
+    Image.fromarray(np.zeros((128, 256, 3), np.uint8)).save(first)  # the scene changes on disk
+    images2, _ = _load_split(data, "train", cache=cache)
+    assert len(list(cache.glob("*.image.npy"))) == 5  # one new decoded copy, under a new name
+    assert not images2[0].any() and np.array_equal(images2[1], images[1])

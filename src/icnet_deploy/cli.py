@@ -208,6 +208,9 @@ def train(
     threads: int = typer.Option(0, help="torch threads (0 = default)."),
     init: Optional[Path] = typer.Option(None, help="Start from these weights (fine-tuning)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the saved state beside --out."),
+    decode_cache: Optional[Path] = typer.Option(
+        None, help="Decode the training scenes once into this folder (.npy, ~8.4 MB per 1024×2048 scene) and "
+        "memory-map them: for datasets larger than RAM; restarts skip the decoding."),
     ema: float = typer.Option(0.0, min=0.0, max=0.99999, help="Save an exponential moving average of the weights "
                               "with this decay (e.g. 0.999; 0 = off); the raw weights go to OUT.raw.safetensors."),
 ) -> None:
@@ -220,7 +223,7 @@ def train(
     cfg = TrainConfig(
         data=str(data), out=str(out), config=config, iters=iters, batch=batch, crop=parse_size(crop),
         scale=parse_scale_range(scale), lr=lr, val_every=val_every, seed=seed, threads=threads,
-        init=str(init) if init else None, ema=ema,
+        init=str(init) if init else None, ema=ema, decode_cache=str(decode_cache) if decode_cache else None,
     )
     with _progress() as bar:
         task = bar.add_task("train", total=iters, status="")

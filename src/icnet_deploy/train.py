@@ -1,6 +1,7 @@
 """Training with cascade label guidance, for the shipped checkpoint and for fine-tuning.
 
-Designed for a small CPU machine: the whole dataset is decoded once into memory, crops keep
+Designed for a small CPU machine: the whole dataset is decoded once into memory (or, with
+``decode_cache``, once onto disk as ``.npy`` files that are memory-mapped), crops keep
 the object scale of full-resolution inference (random scale around 1.0), and half of the
 crops are centred on a pixel of a rare class (poles, signs, persons, bicycles…) so the thin
 classes are seen often enough. AdamW with warm-up and poly decay; checkpoints and the resume
@@ -16,6 +17,7 @@ checkpoint is one: 80.11% on those 48 scenes).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import queue
@@ -62,6 +64,7 @@ class TrainConfig:
     threads: int = 0  # torch threads; 0 = torch's default
     init: str | None = None  # start from these weights (fine-tuning)
     ema: float = 0.0  # decay of an exponential moving average of the weights (0 = off)
+    decode_cache: str | None = None  # folder of decoded training scenes (.npy, memory-mapped); None = in memory
 
 
 # Classes that occupy few pixels: crops centred on them make the network see them often.
@@ -122,11 +125,34 @@ class _CropSampler:
         return x, y
 
 
-def _load_split(root: Path, split: str, limit: int | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def _load_split(root: Path, split: str, limit: int | None = None,
+                cache: Path | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
     dataset = CityscapesDataset(root, split)
     n = len(dataset) if limit is None else min(limit, len(dataset))
-    pairs = [dataset[i] for i in range(n)]
+    pairs = [dataset[i] if cache is None else _decoded(dataset, i, cache) for i in range(n)]
     return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def _decoded(dataset: CityscapesDataset, i: int, cache: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Scene ``i`` as read-only memory-mapped arrays, decoded (and its labels checked) only the first time.
+
+    Why: decoded 1024×2048 scenes take 8.4 MB each, so 1,200 of them already fill 11.5 GB of
+    RAM; memory-mapped, the OS pages in what the crops touch, and a restart skips the PNG decoding
+    (4 minutes for 1,200 scenes). The file names carry a hash of the source files' paths, sizes
+    and modification times, so an edited or replaced scene is decoded again, never read stale.
+    """
+    sources = (dataset.image_paths[i], dataset.label_paths[i])
+    key = hashlib.sha256()
+    for src in sources:
+        st = src.stat()
+        key.update(f"{src.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    stem = f"{dataset.image_paths[i].name[: -len('_leftImg8bit.png')]}.{key.hexdigest()[:16]}"
+    files = (cache / f"{stem}.image.npy", cache / f"{stem}.label.npy")
+    if not all(f.is_file() for f in files):
+        for f, array in zip(files, dataset[i]):
+            with atomic_path(f) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, array)
+    return np.load(files[0], mmap_mode="r"), np.load(files[1], mmap_mode="r")
 
 
 def _class_weights(labels: list[np.ndarray]) -> torch.Tensor:
@@ -181,7 +207,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[int, dict]
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
 
-    train_images, train_labels = _load_split(Path(cfg.data), "train")
+    train_images, train_labels = _load_split(Path(cfg.data), "train",
+                                             cache=Path(cfg.decode_cache) if cfg.decode_cache else None)
     try:
         val_images, val_labels = _load_split(Path(cfg.data), "val", cfg.val_images)
     except DataError:
@@ -218,7 +245,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[int, dict]
     threading.Thread(target=produce, daemon=True).start()
 
     def provenance() -> dict:
-        return {"train_config": asdict(cfg), "iterations": it + 1, "train_seconds": round(elapsed), "history": history[-1:] }
+        config = {k: v for k, v in asdict(cfg).items() if k != "decode_cache"}  # a local folder, not a hyperparameter
+        return {"train_config": config, "iterations": it + 1, "train_seconds": round(elapsed), "history": history[-1:] }
 
     def save() -> None:
         if ema is None:
