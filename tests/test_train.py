@@ -106,3 +106,9 @@ def test_decode_cache_trains_identically_and_redecodes_changed_scenes(tiny_datas
     images2, _ = _load_split(data, "train", cache=cache)
     assert len(list(cache.glob("*.image.npy"))) == 5  # one new decoded copy, under a new name
     assert not images2[0].any() and np.array_equal(images2[1], images[1])
+    expected = [np.array(a) for a in labels]  # copies: truncating a mapped file invalidates its mapping
+    del images, labels, images2
+    damaged = sorted(cache.glob("*.label.npy"))[-1]
+    damaged.write_bytes(damaged.read_bytes()[:100])  # a truncated decoded file is decoded again
+    _, labels3 = _load_split(data, "train", cache=cache)
+    assert damaged.stat().st_size > 100 and all(np.array_equal(a, b) for a, b in zip(labels3, expected))

@@ -148,10 +148,16 @@ def _decoded(dataset: CityscapesDataset, i: int, cache: Path) -> tuple[np.ndarra
         key.update(f"{src.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     stem = f"{dataset.image_paths[i].name[: -len('_leftImg8bit.png')]}.{key.hexdigest()[:16]}"
     files = (cache / f"{stem}.image.npy", cache / f"{stem}.label.npy")
-    if not all(f.is_file() for f in files):
-        for f, array in zip(files, dataset[i]):
-            with atomic_path(f) as tmp, open(tmp, "wb") as fh:
-                np.save(fh, array)
+    if all(f.is_file() for f in files):
+        try:
+            image, label = (np.load(f, mmap_mode="r") for f in files)
+            if image.shape == (*label.shape, 3):
+                return image, label
+        except (OSError, ValueError):  # damaged by hand or by the disk: decode it again below
+            pass
+    for f, array in zip(files, dataset[i]):
+        with atomic_path(f) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, array)
     return np.load(files[0], mmap_mode="r"), np.load(files[1], mmap_mode="r")
 
 
