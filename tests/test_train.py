@@ -81,7 +81,7 @@ def test_scale_range_parses_low_high():
 
 def test_decode_cache_trains_identically_and_redecodes_changed_scenes(tiny_dataset, tmp_path):
     """Memory-mapped decoded scenes give the very same batches as scenes held in memory; a scene
-    whose PNG changes is decoded again instead of being read stale."""
+    whose PNG changes, or whose decoded file is damaged, is decoded again instead of being read stale."""
     data = tmp_path / "data"
     shutil.copytree(tiny_dataset, data)  # the test edits a scene: leave the shared dataset alone
     cfg = TrainConfig(data=str(data), out=str(tmp_path / "a.safetensors"), iters=4, batch=2,
