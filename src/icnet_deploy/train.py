@@ -17,7 +17,6 @@ checkpoint is one: 80.11% on those 48 scenes).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import queue
@@ -36,6 +35,7 @@ from .data.labels import CLASS_NAMES, IGNORE_ID, NUM_CLASSES
 from .data.transforms import preprocess_batch
 from .errors import DataError
 from .fileio import atomic_path
+from .hashing import sha256_bytes
 from .model.config import get_config
 from .model.icnet import ICNet
 from .model.losses import cascade_label_guidance_loss
@@ -142,11 +142,9 @@ def _decoded(dataset: CityscapesDataset, i: int, cache: Path) -> tuple[np.ndarra
     and modification times, so an edited or replaced scene is decoded again, never read stale.
     """
     sources = (dataset.image_paths[i], dataset.label_paths[i])
-    key = hashlib.sha256()
-    for src in sources:
-        st = src.stat()
-        key.update(f"{src.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    stem = f"{dataset.image_paths[i].name[: -len('_leftImg8bit.png')]}.{key.hexdigest()[:16]}"
+    stats = [(src.resolve(), src.stat()) for src in sources]
+    key = sha256_bytes("".join(f"{path}|{st.st_size}|{st.st_mtime_ns}\n" for path, st in stats).encode())
+    stem = f"{dataset.image_paths[i].name[: -len('_leftImg8bit.png')]}.{key[:16]}"
     files = (cache / f"{stem}.image.npy", cache / f"{stem}.label.npy")
     if all(f.is_file() for f in files):
         try:
