@@ -132,6 +132,10 @@ def test_fp16_engine(small_onnx, tmp_path):
     assert (manifest.precision, manifest.input_dtype, manifest.output_dtype) == ("fp16", "float32", "float32")
     d = manifest.details
     assert set(d["fp32_ops"]) == {"Resize", "MatMul"} and d["fp32_layers"]
+    early = [n for n in d["fp32_layers"] if n.startswith(("/stem/", "/layer1/"))]
+    assert any("/Conv" in n for n in early) and all("first layers" in d["fp32_layers"][n] for n in early)
+    kept_types = {n.op_type for n in onnx.load(str(tmp_path / "fp16.onnx")).graph.node if n.name in early}
+    assert "Conv" in kept_types  # the stem's and layer1's convolutions are still there, in fp32
     assert "not faster on CPU" in d["note"]
     for s in d["parity"]["sets"].values():
         assert s["agreement_pct"] >= 99.0  # random weights; the trained checkpoint gives ≥ 99.9
