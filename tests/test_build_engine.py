@@ -142,6 +142,14 @@ def test_fp16_engine(small_onnx, tmp_path):
     assert _files(tmp_path) == ["fp16.onnx", "fp16.onnx.json"]
 
 
+def test_fp16_fp32_layers_replace_the_default_blocks(small_onnx, tmp_path):
+    """``fp32_layers`` replaces the stem/layer1 list: [] gives an all-fp16 graph but Resize/MatMul."""
+    manifest = build_engine(small_onnx, tmp_path / "all16.onnx", precision="fp16", fp32_layers=[], threads=1)
+    kept = manifest.details["fp32_layers"]
+    assert kept and not [n for n in kept if n.startswith(("/stem/", "/layer1/"))]
+    assert {n.op_type for n in onnx.load(str(tmp_path / "all16.onnx")).graph.node if n.name in kept} <= {"Resize", "MatMul"}
+
+
 def test_fp16_cli_says_it_is_not_faster_on_cpu(small_onnx, tmp_path):
     result = runner.invoke(app, ["build-engine", str(small_onnx), "--fp16", "-o", str(tmp_path / "f.onnx")])
     assert result.exit_code == 0, result.output
