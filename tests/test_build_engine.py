@@ -148,6 +148,9 @@ def test_fp16_fp32_layers_replace_the_default_blocks(small_onnx, tmp_path):
     kept = manifest.details["fp32_layers"]
     assert kept and not [n for n in kept if n.startswith(("/stem/", "/layer1/"))]
     assert {n.op_type for n in onnx.load(str(tmp_path / "all16.onnx")).graph.node if n.name in kept} <= {"Resize", "MatMul"}
+    with pytest.raises(IcnetDeployError, match="'/nope' is not a node of"):
+        build_engine(small_onnx, tmp_path / "bad.onnx", precision="fp16", fp32_layers=["/nope"], threads=1)
+    assert not (tmp_path / "bad.onnx").exists()
 
 
 def test_fp16_cli_says_it_is_not_faster_on_cpu(small_onnx, tmp_path):

@@ -298,10 +298,13 @@ def build_engine(
         if precision == "fp16":
             say("converting to fp16", 0, 1)
             keep_nodes = list(fp32_layers) if fp32_layers is not None else Q.default_fp16_fp32_nodes(graph32)
+            unknown = sorted(set(keep_nodes) - {n.name for n in graph32.graph.node})
+            if unknown:
+                raise IcnetDeployError(f"fp32 layer {unknown[0]!r} is not a node of {src_path}")
             engine_proto = Q.convert_fp16(graph32, keep_nodes=keep_nodes)
             kept = {n.name: "fp32 island: Resize/MatMul (resampling, pyramid pooling reductions)"
                     for n in engine_proto.graph.node if n.op_type in Q.FP16_KEEP_OPS}
-            why = "asked for (fp32_layers)" if fp32_layers is not None else \
+            why = "kept fp32 on request" if fp32_layers is not None else \
                 f"fp32 block ({', '.join(Q.FP16_KEEP_BLOCKS)}: the first layers; photo parity)"
             kept.update({n: why for n in keep_nodes})
             details.update(
