@@ -132,6 +132,14 @@ def held_out_parity(reference: Any, candidate: Any, *, mean: Sequence[float], st
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
+def _require_nodes(names: Sequence[str], proto: Any, src_path: Any) -> None:
+    """Refuse an ``fp32_layers`` name that is not a node of ``proto`` (a typo would keep nothing)."""
+    present = {n.name for n in proto.graph.node}
+    unknown = [n for n in names if n not in present]
+    if unknown:
+        raise IcnetDeployError(f"fp32 layer {unknown[0]!r} is not a node of {src_path}")
+
+
 def _check_output(output: Path) -> None:
     if output.is_dir():
         raise IcnetDeployError(f"{output}: is a directory; give a file name like icnet_int8.onnx")
@@ -298,9 +306,7 @@ def build_engine(
         if precision == "fp16":
             say("converting to fp16", 0, 1)
             keep_nodes = list(fp32_layers) if fp32_layers is not None else Q.default_fp16_fp32_nodes(graph32)
-            unknown = sorted(set(keep_nodes) - {n.name for n in graph32.graph.node})
-            if unknown:
-                raise IcnetDeployError(f"fp32 layer {unknown[0]!r} is not a node of {src_path}")
+            _require_nodes(keep_nodes, graph32, src_path)
             engine_proto = Q.convert_fp16(graph32, keep_nodes=keep_nodes)
             kept = {n.name: "fp32 island: Resize/MatMul (resampling, pyramid pooling reductions)"
                     for n in engine_proto.graph.node if n.op_type in Q.FP16_KEEP_OPS}
@@ -328,10 +334,7 @@ def build_engine(
                 cache_path=calib_cache, percentile=percentile, tail_cap=tail_cap, height=height, width=width,
                 progress=say)
             if fp32_layers is not None:
-                names = {n.name for n in pre.graph.node}
-                unknown = [n for n in fp32_layers if n not in names]
-                if unknown:
-                    raise IcnetDeployError(f"fp32 layer {unknown[0]!r} is not a node of {src_path}")
+                _require_nodes(fp32_layers, pre, src_path)
                 keep = {n: "kept fp32 on request" for n in fp32_layers}
                 search = None
             elif target_agreement is not None:
