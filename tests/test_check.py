@@ -61,6 +61,7 @@ def test_good_engine_passes_with_json_and_junit(small_onnx, tmp_path):
     assert gen["agreement_pct"] >= 99.99 and gen["max_abs_logit_error"] < 1e-2 * max(1.0, 1.0)
     assert abs(gen["ground_truth"]["miou_drop"]) < 0.05  # the scenes' own labels give the mIoU for free
     assert set(gen["per_class"]["road"]) >= {"iou_vs_eager", "engine_iou", "eager_iou", "iou_delta"}
+    assert 0.0 <= gen["near_tie_pct"] < 5.0 and gen["agreement_beyond_ties_pct"] >= 99.99
     assert data["reference"]["checkpoint_sha256"] == read_manifest(small_onnx).checkpoint_sha256
     suite = ET.parse(junit).getroot().find("testsuite")
     cases = suite.findall("testcase")
@@ -187,3 +188,23 @@ def test_dynamic_labels_engine_passes_without_logit_metrics(small_labels_onnx):
     assert generated["per_image"][0]["size"] == [96, 160]
     assert "max_abs_logit_error" not in generated  # labels engine: agreement only
     assert {c["metric"] for c in report.checks} == {"pixel_agreement"}
+
+
+def test_near_ties_are_counted_and_agreement_beyond_them_reported():
+    """Hand-made logits: 2 of 8 pixels are near ties (top two within NEAR_TIE_LOGIT) and the engine
+    flips both plus one confident pixel; the beyond-ties agreement counts only the confident flip."""
+    from icnet_deploy.check import NEAR_TIE_LOGIT, _SetStats
+
+    ref = np.zeros((3, 2, 4), np.float32)
+    ref[0] = 5.0  # class 0 wins everywhere by 5 logits ...
+    ref[1, 0, 0] = ref[1, 0, 1] = 5.0 - NEAR_TIE_LOGIT / 2  # ... except two near ties with class 1
+    eng = ref.copy()
+    eng[1, 0, 0] = eng[1, 0, 1] = 5.0 + NEAR_TIE_LOGIT / 2  # the engine flips the two ties
+    eng[2, 1, 3] = 9.0  # and one confident pixel
+    stats = _SetStats("t", 3)
+    stats.add("a", eng, ref, "logits", (2, 4), None)
+    out = stats.result()
+    assert out["agreement_pct"] == pytest.approx(100.0 * 5 / 8)
+    assert out["near_tie_pct"] == pytest.approx(100.0 * 2 / 8)
+    assert out["agreement_beyond_ties_pct"] == pytest.approx(100.0 * 5 / 6)
+    assert out["per_image"][0]["near_tie_pct"] == pytest.approx(25.0)
