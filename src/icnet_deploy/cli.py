@@ -241,6 +241,26 @@ def train(
 
 @app.command()
 @_cli_errors
+def average(
+    checkpoints: list[Path] = typer.Argument(..., help="Two or more checkpoints of one config (.safetensors)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Averaged checkpoint to write (.safetensors)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the provenance written into it as JSON on stdout."),
+) -> None:
+    """Average checkpoints (weights and BatchNorm statistics, equal shares): a "model soup" of runs
+    that share a start. The shipped checkpoint is one (models/README.md).
+
+    Example: `icnet-deploy average run_a.safetensors run_b.safetensors --out models/soup.safetensors`
+    """
+    from .model.weights import average_checkpoints
+
+    provenance = average_checkpoints(list(checkpoints), out)
+    if as_json:
+        emit_json({"checkpoint": str(out)} | provenance)
+    console.print(f"wrote {out}: the average of {len(checkpoints)} checkpoints")
+
+
+@app.command()
+@_cli_errors
 def evaluate(
     data: Path = typer.Option(..., help="Dataset root (Cityscapes layout, real or synthetic)."),
     split: str = typer.Option("val", help="Split to evaluate."),

@@ -114,3 +114,45 @@ def test_no_checkpoint_warns_and_gives_random_weights(tmp_path, monkeypatch):
     with pytest.warns(UserWarning, match="random weights"):
         model = load_model()
     assert model.checkpoint_info["provenance"] == {"weights": "random"}
+
+
+def test_average_checkpoints_means_the_floats_and_records_its_inputs(saved, tmp_path):
+    """The average of two checkpoints is their elementwise mean (weights and BatchNorm statistics),
+    integer buffers come from the first, the provenance names both by sha256; refusals exit 2."""
+    from typer.testing import CliRunner
+
+    from icnet_deploy.cli import app
+    from icnet_deploy.model.weights import average_checkpoints
+
+    _, path_a = saved
+    torch.manual_seed(4)
+    other = ICNet().eval()
+    for buffer in other.buffers():  # distinct BatchNorm statistics, so they are averaged too
+        if buffer.is_floating_point():
+            buffer.uniform_(0.5, 1.5)
+    path_b = tmp_path / "b.safetensors"
+    save_checkpoint(other, path_b)
+    out = tmp_path / "soup.safetensors"
+    provenance = average_checkpoints([path_a, path_b], out)
+    a, info_a = read_checkpoint(path_a)
+    b, info_b = read_checkpoint(path_b)
+    avg, info = read_checkpoint(out)
+    floats = [k for k in a if a[k].is_floating_point()]
+    assert any("running_var" in k for k in floats)
+    for k in floats:
+        torch.testing.assert_close(avg[k], (a[k] + b[k]) / 2)
+    for k in (k for k in a if not a[k].is_floating_point()):
+        assert torch.equal(avg[k], a[k])
+    assert info["provenance"] == provenance
+    assert [p["sha256"] for p in provenance["averaged_from"]] == [info_a["sha256"], info_b["sha256"]]
+    load_model(out)  # loads as a normal checkpoint
+
+    cli = CliRunner()
+    result = cli.invoke(app, ["average", str(path_a), "--out", str(tmp_path / "one.safetensors")])
+    assert result.exit_code == 2 and "at least two" in result.output
+    small = ICNet(ICNetConfig.from_json(info_a.config.to_json()).with_classes(5))
+    path_c = tmp_path / "c.safetensors"
+    save_checkpoint(small, path_c)
+    result = cli.invoke(app, ["average", str(path_a), str(path_c), "--out", str(tmp_path / "bad.safetensors")])
+    assert result.exit_code == 2 and "differs" in result.output
+    assert not (tmp_path / "one.safetensors").exists() and not (tmp_path / "bad.safetensors").exists()

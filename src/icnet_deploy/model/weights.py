@@ -28,6 +28,7 @@ __all__ = [
     "save_checkpoint",
     "read_checkpoint",
     "load_model",
+    "average_checkpoints",
     "CheckpointInfo",
 ]
 
@@ -161,3 +162,34 @@ def load_model(
     _load_into(model, state, Path(checkpoint))
     model.checkpoint_info = info
     return model.eval()
+
+
+def average_checkpoints(paths: list[str | Path], out: str | Path) -> dict[str, Any]:
+    """Average checkpoints of one config — weights and BatchNorm statistics, equal shares — into
+    ``out`` (atomically); returns the provenance written into it (the inputs and their sha256).
+
+    Why: the end states of two training runs from a shared start sit in one basin, and their
+    average can beat both (a "model soup"); the shipped checkpoint is one (``models/README.md``).
+    Integer buffers (BatchNorm's batch counters) are taken from the first checkpoint.
+    """
+    if len(paths) < 2:
+        raise ModelError("averaging needs at least two checkpoints")
+    loaded = [read_checkpoint(p) for p in paths]
+    first_state, first_info = loaded[0]
+    for state, info in loaded[1:]:
+        if info.config.to_json() != first_info.config.to_json():
+            raise ModelError(f"{info['path']}: config {info.config.name!r} differs from {first_info['path']}'s")
+        if set(state) != set(first_state) or any(state[k].shape != first_state[k].shape for k in state):
+            raise ModelError(f"{info['path']}: weights do not match {first_info['path']}'s (keys or shapes differ)")
+    averaged = {}
+    for key, tensor in first_state.items():
+        if tensor.is_floating_point():
+            total = sum(state[key].float() for state, _ in loaded)
+            averaged[key] = (total / len(loaded)).contiguous()
+        else:
+            averaged[key] = tensor.contiguous()
+    provenance = {"averaged_from": [{"path": str(p), "sha256": info["sha256"]} for p, (_, info) in zip(paths, loaded)]}
+    metadata = {_CONFIG_KEY: first_info.config.to_json(), _PROVENANCE_KEY: json.dumps(provenance, sort_keys=True)}
+    with atomic_path(out) as tmp:
+        save_file(averaged, str(tmp), metadata=metadata)
+    return provenance
