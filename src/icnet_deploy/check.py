@@ -252,14 +252,15 @@ class _SetStats:
         eng_labels = (eng_out.argmax(0) if output_kind == "logits" else eng_out).astype(np.uint8)
         if eng_labels.shape != ref_labels.shape:
             raise IcnetDeployError(f"engine output {eng_labels.shape} and eager output {ref_labels.shape} differ in size")
-        agree = int((eng_labels == ref_labels).sum())
+        same = eng_labels == ref_labels
+        agree = int(same.sum())
         row: dict[str, Any] = {"image": name, "size": list(size), "agreement_pct": 100.0 * agree / ref_labels.size}
         self.agree += agree
         self.pixels += ref_labels.size
         self.vs_eager.update(ref_labels, eng_labels)
         near = _near_ties(ref_logits)
         n_near = int(near.sum())
-        beyond = int((eng_labels == ref_labels)[~near].sum())
+        beyond = int(same[~near].sum())
         row["near_tie_pct"] = 100.0 * n_near / ref_labels.size
         row["agreement_beyond_ties_pct"] = 100.0 * beyond / (ref_labels.size - n_near) if n_near < ref_labels.size else 100.0
         self.near_ties += n_near
