@@ -52,3 +52,31 @@ def test_evaluate_a_folder_without_the_layout_is_exit_2(tmp_path):
     result = cli.invoke(app, ["evaluate", "--data", str(tmp_path)])
     assert result.exit_code == 2
     assert str(tmp_path) in result.output
+
+
+def test_generated_sets_score_as_the_cli_does_and_summarise(tiny_val, small_checkpoint):
+    """The many-set scorer (benchmarks/unseen_sets.py) must give the CLI's number for the same seeds."""
+    from icnet_deploy.backends.torch_eager import TorchRunner
+    from icnet_deploy.evaluate import generated_set_confusion, summarise_sets
+    from icnet_deploy.infer import predict
+
+    result = cli.invoke(app, ["evaluate", "--data", str(tiny_val), "--checkpoint", str(small_checkpoint), "--json"])
+    assert result.exit_code == 0, result.output
+    with TorchRunner(checkpoint=small_checkpoint) as runner:
+        matrices = generated_set_confusion({"model": lambda image: predict(runner, [image])[0],
+                                            "all road": lambda image: np.zeros(image.shape[:2], np.uint8)},
+                                           seed=910000, scenes=2, size=(128, 256))
+    assert matrices["model"].scores().miou == pytest.approx(json.loads(result.stdout)["miou"], abs=1e-9)
+    road = matrices["all road"].matrix
+    assert road[:, 1:].sum() == 0 and road[:, 0].sum() == matrices["model"].matrix.sum()  # same pixels, all road
+
+    # Two hand-made 2-class sets: one perfect, one with a single false pixel of an absent class.
+    perfect = np.array([[10, 0], [0, 10]])
+    stray = np.array([[20, 1], [0, 0]])  # class 1 absent from the truth, predicted once: IoU 0
+    s = summarise_sets({5: perfect, 7: stray})
+    assert s["per_set"] == {5: 100.0, 7: pytest.approx(50.0 * 20 / 21)}
+    assert s["at_least"] == 1 and s["below"] == {7: s["per_set"][7]} and s["min"] == s["per_set"][7]
+    assert s["mean"] == pytest.approx((100.0 + s["per_set"][7]) / 2)
+    assert s["pooled"] == pytest.approx((30 / 31 + 10 / 11) / 2 * 100)  # the summed matrix [[30, 1], [0, 10]]
+    with pytest.raises(ValueError):
+        summarise_sets({})
