@@ -12,7 +12,7 @@ BatchNorm statistics (torch's ``AveragedModel``), validated and saved in place o
 weights, which are written beside it (``….raw.safetensors``). Why: single checkpoints of this
 from-scratch run scatter by several mIoU points (the 16,000- and 20,000-iteration states: 74.98
 vs 70.74% on 48 unseen scenes), and an average kept along the decay smooths that (the shipped
-checkpoint averages two such states, see `average_checkpoints`: 82.80% on those 48 scenes).
+checkpoint averages such states, see `average_checkpoints`: 82.92% on those 48 scenes).
 """
 
 from __future__ import annotations
