@@ -80,3 +80,30 @@ def test_generated_sets_score_as_the_cli_does_and_summarise(tiny_val, small_chec
     assert s["pooled"] == pytest.approx((30 / 31 + 10 / 11) / 2 * 100)  # the summed matrix [[30, 1], [0, 10]]
     with pytest.raises(ValueError):
         summarise_sets({})
+
+
+def test_unseen_sets_script_scores_resumes_and_reports(tmp_path, small_checkpoint):
+    """benchmarks/unseen_sets.py end to end at a small size: JSON summary, resumable state, --report."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "unseen_sets.py"
+    state = tmp_path / "sets.npz"
+    run = [sys.executable, str(script), "--ckpt", f"rand={small_checkpoint}", "--sets", "910000:2:5",
+           "--scenes", "1", "--size", "128x256", "--state", str(state), "--threads", "1", "--json"]
+    first = subprocess.run(run, capture_output=True, text=True, timeout=300, check=False)
+    assert first.returncode == 0, first.stderr[-2000:]
+    summary = json.loads(first.stdout)["rand"]
+    assert summary["sets"] == 2 and set(summary["per_set"]) == {"910000", "910005"}
+    assert "set 910005" in first.stderr
+
+    again = subprocess.run(run, capture_output=True, text=True, timeout=300, check=False)  # resumes: nothing to score
+    assert again.returncode == 0 and "set 9100" not in again.stderr
+    assert json.loads(again.stdout)["rand"] == summary
+
+    report = subprocess.run([sys.executable, str(script), "--report", "--state", str(state), "--sets", "910005:1",
+                             "--json"], capture_output=True, text=True, timeout=300, check=False)
+    assert report.returncode == 0, report.stderr[-2000:]
+    only = json.loads(report.stdout)["rand"]
+    assert only["sets"] == 1 and only["per_set"]["910005"] == summary["per_set"]["910005"]
