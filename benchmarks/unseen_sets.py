@@ -9,7 +9,9 @@ writes and ``icnet-deploy evaluate`` scores (this script's number for a set equa
 ``START:COUNT[:STRIDE]`` names COUNT sets STRIDE apart (default 10000). Each checkpoint is loaded
 once and run through ``TorchRunner`` + ``infer.predict``; every scene is generated once and shown
 to all checkpoints. The confusion matrices go to ``--state`` after each set (atomically), so an
-interrupted run resumes, and ``--report`` prints the summary of a state file without scoring.
+interrupted run resumes (with each checkpoint's sha256, so a name reused for other weights is
+refused), and ``--report`` prints the summary of a state file without scoring. Bad arguments or
+files: one line naming the problem, exit 2.
 """
 
 from __future__ import annotations
@@ -19,15 +21,19 @@ import json
 import os
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 
 def parse_sets(specs: list[str]) -> list[int]:
     seeds: list[int] = []
     for spec in specs:
-        parts = [int(x) for x in spec.split(":")]
-        if not 2 <= len(parts) <= 3:
-            raise SystemExit(f"--sets: expected START:COUNT[:STRIDE], got {spec!r}")
+        try:
+            parts = [int(x) for x in spec.split(":")]
+        except ValueError:
+            parts = []
+        if not 2 <= len(parts) <= 3 or parts[0] < 0 or parts[1] < 1 or (len(parts) == 3 and parts[2] < 1):
+            raise ValueError(f"--sets: expected START:COUNT[:STRIDE] (integers, COUNT and STRIDE ≥ 1), got {spec!r}")
         start, count, stride = parts[0], parts[1], parts[2] if len(parts) == 3 else 10000
         seeds += [start + i * stride for i in range(count)]
     return sorted(set(seeds))
@@ -36,7 +42,18 @@ def parse_sets(specs: list[str]) -> list[int]:
 def load_state(path: Path | None) -> dict:
     import numpy as np
 
-    return dict(np.load(path)) if path and path.exists() else {}
+    if not path or not path.exists():
+        return {}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return dict(data)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path}: not a state file of this script ({exc})".splitlines()[0]) from None
+
+
+def set_keys(state: dict, name: str) -> dict[int, object]:
+    """The confusion matrices of one checkpoint, by set seed (the sha256 entry left out)."""
+    return {int(k.split("/")[1]): v for k, v in state.items() if k.split("/")[0] == name and k.split("/")[1].isdigit()}
 
 
 def save_state(path: Path | None, state: dict) -> None:
@@ -68,29 +85,48 @@ def main() -> int:
     from icnet_deploy.evaluate import generated_set_confusion, summarise_sets
 
     console = Console(stderr=True)
-    height, width = (int(v) for v in args.size.lower().split("x"))
-    seeds = parse_sets(args.sets or ["900000:10"])
-    state = load_state(args.state)
-    names = [c.split("=", 1)[0] for c in args.ckpt]
+    try:
+        height, width = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        ap.error(f"--size: expected HxW, got {args.size!r}")
+    try:
+        seeds = parse_sets(args.sets or ["900000:10"])
+        state = load_state(args.state)
+    except ValueError as exc:
+        ap.error(str(exc))
+    specs = [spec.partition("=") for spec in args.ckpt]
+    for spec, (name, _, path) in zip(args.ckpt, specs, strict=True):
+        if not name or not path or "/" in name:
+            ap.error(f"--ckpt: expected NAME=PATH with a NAME without '/', got {spec!r}")
+    names = [name for name, _, _ in specs]
     if args.report and not args.state:
-        raise SystemExit("--report needs --state")
+        ap.error("--report needs --state")
     if not args.report:
         if not args.ckpt:
-            raise SystemExit("--ckpt NAME=PATH is needed to score (or --report --state F)")
+            ap.error("--ckpt NAME=PATH is needed to score (or --report --state F)")
+        import numpy as np
         import torch
 
         from icnet_deploy.backends.torch_eager import TorchRunner
+        from icnet_deploy.errors import IcnetDeployError
         from icnet_deploy.infer import predict
         from icnet_deploy.model.weights import load_model
 
         if args.threads:
             torch.set_num_threads(args.threads)
         runners = {}
-        for spec in args.ckpt:
-            name, _, path = spec.partition("=")
-            if not path:
-                raise SystemExit(f"--ckpt: expected NAME=PATH, got {spec!r}")
-            runners[name] = TorchRunner(model=load_model(path), threads=args.threads or None).activate()
+        for name, _, path in specs:
+            try:
+                model = load_model(path)
+            except (IcnetDeployError, OSError) as exc:
+                ap.error(str(exc).splitlines()[0])
+            sha = str(model.checkpoint_info.get("sha256"))
+            known = state.get(f"{name}/sha256")
+            if known is not None and str(known) != sha:
+                ap.error(f"{args.state}: holds {name!r} for other weights (sha256 {str(known)[:8]}…, "
+                         f"{path} is {sha[:8]}…); use another name or state file")
+            state[f"{name}/sha256"] = np.array(sha)
+            runners[name] = TorchRunner(model=model, threads=args.threads or None).activate()
         for seed in seeds:
             todo = {n: r for n, r in runners.items() if f"{n}/{seed}" not in state}
             if not todo:
@@ -106,7 +142,7 @@ def main() -> int:
     names = names or sorted({k.split("/")[0] for k in state})
     summaries = {}
     for n in names:
-        have = {int(k.split("/")[1]): v for k, v in state.items() if k.split("/")[0] == n}
+        have = set_keys(state, n)
         if not args.report or args.sets:
             have = {s: v for s, v in have.items() if s in seeds}
         if have:

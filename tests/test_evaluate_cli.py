@@ -107,3 +107,24 @@ def test_unseen_sets_script_scores_resumes_and_reports(tmp_path, small_checkpoin
     assert report.returncode == 0, report.stderr[-2000:]
     only = json.loads(report.stdout)["rand"]
     assert only["sets"] == 1 and only["per_set"]["910005"] == summary["per_set"]["910005"]
+
+    # Bad input: one line naming the problem, exit 2, the state file untouched.
+    before = state.read_bytes()
+    other = tmp_path / "other.safetensors"
+    from icnet_deploy.model import ICNet
+    from icnet_deploy.model.weights import save_checkpoint
+
+    save_checkpoint(ICNet().eval(), other)
+    for args, message in [(["--sets", "910000"], "--sets"), (["--sets", "a:b"], "--sets"), (["--size", "big"], "--size"),
+                          (["--ckpt", f"rand={other}"], "other weights"),
+                          (["--ckpt", f"x={tmp_path / 'missing.safetensors'}"], "missing.safetensors")]:
+        bad = run[:]
+        for flag, value in zip(args[::2], args[1::2], strict=True):
+            bad[bad.index(flag) + 1] = value
+        done = subprocess.run(bad, capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 2 and message in done.stderr, (args, done.stderr[-500:])
+    assert state.read_bytes() == before
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    junk = [sys.executable, str(script), "--report", "--state", str(tmp_path / "junk.npz")]
+    done = subprocess.run(junk, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 2 and "junk.npz" in done.stderr
