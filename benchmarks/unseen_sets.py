@@ -8,7 +8,7 @@ A set ``S`` is the scenes ``S … S+11``, exactly what ``icnet-deploy synth --co
 writes and ``icnet-deploy evaluate`` scores (this script's number for a set equals the CLI's);
 ``START:COUNT[:STRIDE]`` names COUNT sets STRIDE apart (default 10000). Each checkpoint is loaded
 once and run through ``TorchRunner`` + ``infer.predict``; every scene is generated once and shown
-to all checkpoints. The confusion matrices go to ``--state`` after each set (atomically), so an
+to all checkpoints. The confusion matrices go to ``--state`` after each set (``fileio.atomic_path``), so an
 interrupted run resumes (with each checkpoint's sha256, so a name reused for other weights is
 refused), and ``--report`` prints the summary of a state file without scoring. Bad arguments or
 files: one line naming the problem, exit 2.
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 import zipfile
@@ -59,11 +58,12 @@ def set_keys(state: dict, name: str) -> dict[int, object]:
 def save_state(path: Path | None, state: dict) -> None:
     import numpy as np
 
+    from icnet_deploy.fileio import atomic_path
+
     if path is None:
         return
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **state)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a name
+        np.savez(f, **state)
 
 
 def main() -> int:
@@ -133,10 +133,11 @@ def main() -> int:
                 continue
             start = time.perf_counter()
             predictors = {n: (lambda image, r=r: predict(r, [image])[0]) for n, r in todo.items()}
-            for n, m in generated_set_confusion(predictors, seed, args.scenes, (height, width)).items():
+            matrices = generated_set_confusion(predictors, seed, args.scenes, (height, width))
+            for n, m in matrices.items():
                 state[f"{n}/{seed}"] = m.matrix
             save_state(args.state, state)
-            line = "  ".join(f"{n} {summarise_sets({seed: state[f'{n}/{seed}']})['mean']:.2f}" for n in todo)
+            line = "  ".join(f"{n} {m.scores().miou:.2f}" for n, m in matrices.items())
             console.print(f"set {seed}: {line}  ({time.perf_counter() - start:.0f} s)")
 
     names = names or sorted({k.split("/")[0] for k in state})
