@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .build import DEFAULT_TARGET_AGREEMENT as _DEFAULT_TARGET_AGREEMENT
-from .errors import IcnetDeployError, ParityError
+from .errors import DataError, IcnetDeployError, ParityError
 
 
 def _console() -> Console:
@@ -172,22 +172,35 @@ def synth(
     split: str = typer.Option("val", help="Split folder name (train, val, test)."),
     images_only: bool = typer.Option(False, "--images-only", help="Write plain JPEGs without labels (calibration sets)."),
     quality: int = typer.Option(95, min=50, max=100, help="JPEG quality with --images-only."),
+    train_prob: float = typer.Option(0.1, "--train-prob", min=0.0, max=1.0,
+                                     help="Training data only: probability of a tram track (and mostly a tram)."),
+    heavy: float = typer.Option(1.0, min=0.0, max=2.5, help="Training data only: multiplier on truck and bus rates."),
+    two_wheelers: float = typer.Option(1.0, "--two-wheelers", min=0.0, max=3.0,
+                                       help="Training data only: multiplier on motorcycles and cyclists."),
 ) -> None:
     """Generate procedural street scenes with pixel-exact Cityscapes labels.
 
     Example: `icnet-deploy synth --out data/val --count 12 --seed 900000`
-    (calibration images: `icnet-deploy synth --out calib --count 32 --seed 700000 --images-only`)
+    (calibration images: `icnet-deploy synth --out calib --count 32 --seed 700000 --images-only`;
+    training scenes with more of the rare vehicles: `icnet-deploy synth --out data --split train
+    --count 400 --seed 8800 --heavy 2 --two-wheelers 2`, written to the city folder `synthmix`)
     """
-    from .data.synthetic import write_dataset, write_images
+    from .data.synthetic import SceneMix, write_dataset, write_images
 
     h, w = parse_size(size)
+    mix = SceneMix(train=train_prob, heavy=heavy, two_wheelers=two_wheelers)
+    if images_only and not mix.is_default:
+        raise DataError("--train-prob/--heavy/--two-wheelers are for labelled training scenes, not --images-only")
+    if not mix.is_default and split != "train":  # before the progress bar: one line, nothing written
+        raise DataError(f"--train-prob/--heavy/--two-wheelers are for training data only (--split train), "
+                        f"not '{split}': held-out sets must stay the scenes every score was measured on")
     with _progress() as bar:
         task = bar.add_task("synth", total=count, status="")
         advance = lambda n: bar.advance(task, n)  # noqa: E731
         if images_only:
             paths = write_images(out, count, seed, (h, w), quality=quality, progress=advance)
         else:
-            paths = write_dataset(out, count, seed, (h, w), split=split, progress=advance)
+            paths = write_dataset(out, count, seed, (h, w), split=split, progress=advance, mix=mix)
     console.print(f"wrote {len(paths)} scenes ({h}×{w}, seeds {seed}..{seed + count - 1}) to {out}")
 
 

@@ -75,3 +75,61 @@ def test_write_dataset_layout_and_label_files_agree(tmp_path):
         assert np.array_equal(label_ids_to_train_ids(ids), train)
     leftovers = [q for q in tmp_path.rglob("*") if q.is_file() and not q.name.endswith(".png")]
     assert leftovers == []  # atomic writes leave no temp files
+
+
+def _class_counts(mix, seeds=range(40), size=(96, 192)):
+    """(pixels per class, scenes holding each class) over small scenes."""
+    pixels, scenes = np.zeros(256, dtype=np.int64), np.zeros(256, dtype=np.int64)
+    for s in seeds:
+        _, lab = generate_scene(s, *size, mix=mix)
+        assert set(np.unique(lab).tolist()) <= VALID
+        b = np.bincount(lab.ravel(), minlength=256)
+        pixels += b
+        scenes += b > 0
+    return pixels, scenes
+
+
+def test_scene_mix_default_is_the_held_out_generator_and_knobs_add_rare_objects():
+    from icnet_deploy.data.labels import CLASS_NAMES
+    from icnet_deploy.data.synthetic import SceneMix
+
+    cid = {n: i for i, n in enumerate(CLASS_NAMES)}
+    # the default mix (also when spelled out) is the same scene for the same seed: held-out sets unchanged
+    for s in (3, 900000):
+        a = generate_scene(s, 96, 192)
+        b = generate_scene(s, 96, 192, mix=SceneMix(train=0.1, heavy=1.0, two_wheelers=1.0))
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    base_px, base_sc = _class_counts(SceneMix())
+    train_px, _ = _class_counts(SceneMix(train=1.0))
+    _, heavy_sc = _class_counts(SceneMix(heavy=2.5))
+    two_px, two_sc = _class_counts(SceneMix(two_wheelers=3.0))
+    t, tr, bu, mo, bi = (cid[n] for n in ("train", "truck", "bus", "motorcycle", "bicycle"))
+    assert train_px[t] > 2 * base_px[t]
+    # 40 scenes: trucks/buses in 28 scene-class pairs by default, 36 with heavy=2.5; two-wheelers 30 → 40
+    assert heavy_sc[tr] + heavy_sc[bu] >= base_sc[tr] + base_sc[bu] + 5
+    assert two_sc[mo] + two_sc[bi] >= base_sc[mo] + base_sc[bi] + 5
+    assert two_px[mo] + two_px[bi] > 1.5 * (base_px[mo] + base_px[bi])
+    with pytest.raises(ValueError, match="heavy"):
+        SceneMix(heavy=3.0)
+
+
+def test_scene_mix_is_for_training_data_only(tmp_path):
+    from typer.testing import CliRunner
+
+    from icnet_deploy.cli import app
+    from icnet_deploy.data.synthetic import SceneMix
+    from icnet_deploy.errors import DataError
+
+    with pytest.raises(DataError, match="training data only"):
+        write_dataset(tmp_path / "v", count=1, seed=0, size=(64, 128), split="val", mix=SceneMix(heavy=2))
+    assert not (tmp_path / "v").exists()
+    paths = write_dataset(tmp_path / "t", count=1, seed=0, size=(64, 128), split="train", mix=SceneMix(heavy=2))
+    assert paths[0].parent.name == "synthmix"  # never overwrites, or passes for, the default scene of a seed
+    res = CliRunner().invoke(app, ["synth", "--out", str(tmp_path / "c"), "--count", "1", "--size", "64x128",
+                                   "--split", "val", "--two-wheelers", "2"])
+    assert res.exit_code == 2 and "training data only" in res.output and len(res.output.strip().splitlines()) == 1
+    assert not (tmp_path / "c").exists()
+    res = CliRunner().invoke(app, ["synth", "--out", str(tmp_path / "c"), "--count", "1", "--size", "64x128",
+                                   "--split", "train", "--two-wheelers", "2"])
+    assert res.exit_code == 0, res.output
+    assert len(list((tmp_path / "c" / "gtFine" / "train" / "synthmix").glob("*_labelTrainIds.png"))) == 1

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
+from ..errors import DataError
 from ..fileio import atomic_path
 from .labels import CLASSES, IGNORE_ID, train_ids_to_label_ids
 
@@ -92,10 +94,36 @@ def _seg(p, q, t: float) -> np.ndarray:
     return np.array([p + o, q + o, q - o, p - o])
 
 
+@dataclass(frozen=True)
+class SceneMix:
+    """How often the rare street objects appear: a knob for *training* data only.
+
+    The defaults are the generator every validation, held-out and calibration set was made with;
+    with them a seed gives the same scene as before this class existed (the same random draws).
+    Raising them shows the network more of what it confuses (trucks and buses next to trains,
+    small two-wheelers) without touching the sets it is judged on.
+    """
+
+    train: float = 0.1  # probability that a scene has a tram track (and, mostly, a tram)
+    heavy: float = 1.0  # multiplier on the per-lane truck and bus rates (drawn up to 0.15 / 0.12)
+    two_wheelers: float = 1.0  # multiplier on motorcycles in traffic and parked, and on cyclist groups
+
+    def __post_init__(self) -> None:
+        for name, value, hi in (("train", self.train, 1.0), ("heavy", self.heavy, 2.5),
+                                ("two_wheelers", self.two_wheelers, 3.0)):
+            if not 0.0 <= value <= hi:
+                raise ValueError(f"scene mix {name}={value} is out of range 0..{hi}")
+
+    @property
+    def is_default(self) -> bool:
+        return self == SceneMix()
+
+
 class _Scene:
     """One scene: camera, canvases, layout and the painter's queue of standing objects."""
 
-    def __init__(self, seed: int, height: int, width: int) -> None:
+    def __init__(self, seed: int, height: int, width: int, mix: SceneMix = SceneMix()) -> None:
+        self.mix = mix
         # two streams: layout/geometry (same draws at every image size, so a seed is the same street at
         # any resolution) and pixel noise (array shapes depend on the size)
         self.rng = rng = np.random.default_rng(seed)
@@ -296,7 +324,7 @@ class _Scene:
         self.z_far = rng.uniform(70, 260)
         self.end_wall = rng.random() < 0.55
         self.asphalt = np.array([rng.uniform(70, 120)] * 3) * (1 + rng.normal(0, 0.03, 3)) + rng.uniform(-6, 6)
-        self.train = rng.random() < 0.1
+        self.train = rng.random() < self.mix.train
         self.track_x = self.right_lanes[0] if self.train else None
         tones = [(190, 190, 185), (170, 165, 160), (200, 190, 175), (175, 150, 140), (150, 150, 155), (210, 205, 195)]
         self.paving = {s: self.jit(tones[rng.integers(len(tones))], 0.08) for s in (-1, 1)}
@@ -806,7 +834,8 @@ class _Scene:
         rng = self.rng
         zb = self.z_bot
         density = rng.uniform(0.25, 0.9)
-        truck_p, bus_p = rng.uniform(0.0, 0.15), rng.uniform(0.0, 0.12)
+        truck_p, bus_p = rng.uniform(0.0, 0.15) * self.mix.heavy, rng.uniform(0.0, 0.12) * self.mix.heavy
+        moto_p = 0.05 * self.mix.two_wheelers
 
         def lane(x, oncoming):
             z = rng.uniform(zb + 2.5, 25) if not oncoming else rng.uniform(zb, 20)
@@ -821,7 +850,7 @@ class _Scene:
                     elif r < truck_p + bus_p:
                         L = rng.choice([12.0, 12.0, 18.0])
                         self.add(z, self._bus, x + rng.normal(0, 0.2), z, L, oncoming)
-                    elif r < truck_p + bus_p + 0.05:
+                    elif r < truck_p + bus_p + moto_p:
                         L = 2.2
                         self.add(z, self._cycle, x + rng.normal(0, 0.3), z, 0.0, "motorcycle",
                                  -1 if oncoming else 1, rng.uniform(0.08, 0.3), True)
@@ -848,7 +877,7 @@ class _Scene:
                 while z < 120:
                     L = rng.uniform(3.8, 5.0)
                     if not self.in_cross(z, z + L) and rng.random() < occ:
-                        if rng.random() < 0.06:
+                        if rng.random() < 0.06 * self.mix.two_wheelers:
                             self.add(z, self._cycle, x, z, 0.0, "motorcycle", s, rng.uniform(0.1, 0.9), False)
                         else:
                             self.add(z, self._car, x + rng.normal(0, 0.1), z, L, bool(rng.random() < 0.1),
@@ -861,12 +890,12 @@ class _Scene:
                 xc_ = rng.uniform(-25, 25)
                 self.add(zc - 1, self._car_across, xc_, zc, rng.uniform(3.9, 4.9))
         # cyclists on the right edge / bike lane
-        if rng.random() < 0.6:
+        if rng.random() < min(1.0, 0.6 * self.mix.two_wheelers):  # cyclists on the right edge
             xb = self.edge[1] - (2.2 if self.park[1] else 0) - 0.8
             for _ in range(rng.integers(1, 4)):
                 z = self._z(zb + 1, 70)
                 self.add(z, self._cycle, xb + rng.normal(0, 0.2), z, 0.0, "bicycle", 1, rng.uniform(0.05, 0.3), True)
-        if self.cross and rng.random() < 0.4:
+        if self.cross and rng.random() < min(1.0, 0.4 * self.mix.two_wheelers):
             a, b, _ = self.cross
             for _ in range(rng.integers(1, 3)):
                 z = rng.uniform(a + 1, b - 1)
@@ -1543,15 +1572,16 @@ class _Scene:
         return np.array(out), label
 
 
-def generate_scene(seed: int, height: int = 1024, width: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """One street scene and its pixel-exact labels, deterministic in ``seed``.
+def generate_scene(seed: int, height: int = 1024, width: int = 2048,
+                   mix: SceneMix = SceneMix()) -> tuple[np.ndarray, np.ndarray]:
+    """One street scene and its pixel-exact labels, deterministic in ``seed`` (and ``mix``).
 
     Returns (RGB uint8 H×W×3, train ids uint8 H×W with values 0..18 or 255). Geometry is relative to
     the image size, so any size ≥ 64×64 works; the same seed at another size is the same street.
     """
     if height < 64 or width < 64:
         raise ValueError(f"scene size must be at least 64×64, got {height}×{width}")
-    return _Scene(int(seed), int(height), int(width)).render()
+    return _Scene(int(seed), int(height), int(width), mix).render()
 
 
 def _save_png(path: Path, array: np.ndarray) -> None:
@@ -1560,13 +1590,22 @@ def _save_png(path: Path, array: np.ndarray) -> None:
 
 
 def write_dataset(out: Path, count: int, seed: int, size: tuple[int, int] = (1024, 2048), split: str = "train",
-                  city: str = "synth", progress: Callable[[int], None] | None = None) -> list[Path]:
+                  city: str | None = None, progress: Callable[[int], None] | None = None,
+                  mix: SceneMix = SceneMix()) -> list[Path]:
     """Write ``count`` scenes (seeds seed, seed+1, …) in the Cityscapes folder layout; return the image paths.
+
+    A non-default ``mix`` is for training data only: it is refused for any split but ``train``, and
+    its scenes go to the city folder ``synthmix`` (default ``synth``), so they never overwrite, or
+    pass for, the default scene of the same seed.
 
     Each scene gets ``leftImg8bit/<split>/<city>/<city>_000000_<seed:06d>_leftImg8bit.png`` plus
     ``gtFine/…_gtFine_labelIds.png`` (official label ids) and ``…_gtFine_labelTrainIds.png`` (train ids),
     every file written atomically so an interrupted run never leaves a half-written PNG behind.
     """
+    if not mix.is_default and split != "train":
+        raise DataError(f"a scene mix other than the default is for training data only, not split '{split}' "
+                         "(validation and held-out sets must stay the scenes every score was measured on)")
+    city = city or ("synth" if mix.is_default else "synthmix")
     out = Path(out)
     h, w = size
     img_dir = out / "leftImg8bit" / split / city
@@ -1574,7 +1613,7 @@ def write_dataset(out: Path, count: int, seed: int, size: tuple[int, int] = (102
     paths = []
     for i in range(count):
         s = seed + i
-        image, train_ids = generate_scene(s, h, w)
+        image, train_ids = generate_scene(s, h, w, mix)
         stem = f"{city}_000000_{s:06d}"
         img_path = img_dir / f"{stem}_leftImg8bit.png"
         _save_png(gt_dir / f"{stem}_gtFine_labelTrainIds.png", train_ids)
