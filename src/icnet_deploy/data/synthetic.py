@@ -100,8 +100,8 @@ class SceneMix:
 
     The defaults are the generator every validation, held-out and calibration set was made with;
     with them a seed gives the same scene as before this class existed (the same random draws).
-    Raising them shows the network more of what it confuses (trucks and buses next to trains,
-    small two-wheelers) without touching the sets it is judged on.
+    Raising them shows the network more of what it confuses (trucks and buses, which it reads as
+    train; trams; small two-wheelers) without touching the sets it is judged on.
     """
 
     train: float = 0.1  # probability that a scene has a tram track (and, mostly, a tram)
@@ -890,7 +890,7 @@ class _Scene:
                 xc_ = rng.uniform(-25, 25)
                 self.add(zc - 1, self._car_across, xc_, zc, rng.uniform(3.9, 4.9))
         # cyclists on the right edge / bike lane
-        if rng.random() < min(1.0, 0.6 * self.mix.two_wheelers):  # cyclists on the right edge
+        if rng.random() < min(1.0, 0.6 * self.mix.two_wheelers):
             xb = self.edge[1] - (2.2 if self.park[1] else 0) - 0.8
             for _ in range(rng.integers(1, 4)):
                 z = self._z(zb + 1, 70)
