@@ -191,9 +191,7 @@ def synth(
     mix = SceneMix(train=train_prob, heavy=heavy, two_wheelers=two_wheelers)
     if images_only and not mix.is_default:
         raise DataError("--train-prob/--heavy/--two-wheelers are for labelled training scenes, not --images-only")
-    if not mix.is_default and split != "train":  # before the progress bar: one line, nothing written
-        raise DataError(f"--train-prob/--heavy/--two-wheelers are for training data only (--split train), "
-                        f"not '{split}': held-out sets must stay the scenes every score was measured on")
+    mix.require_split(split)  # before the progress bar: one line, nothing written
     with _progress() as bar:
         task = bar.add_task("synth", total=count, status="")
         advance = lambda n: bar.advance(task, n)  # noqa: E731

@@ -118,6 +118,13 @@ class SceneMix:
     def is_default(self) -> bool:
         return self == SceneMix()
 
+    def require_split(self, split: str) -> None:
+        """Refuse a non-default mix for any split but ``train``: held-out sets must not change."""
+        if not self.is_default and split != "train":
+            raise DataError(f"a scene mix other than the default (--train-prob/--heavy/--two-wheelers) is for "
+                            f"training data only (--split train), not split '{split}': held-out sets must stay "
+                            "the scenes every score was measured on")
+
 
 class _Scene:
     """One scene: camera, canvases, layout and the painter's queue of standing objects."""
@@ -1602,9 +1609,7 @@ def write_dataset(out: Path, count: int, seed: int, size: tuple[int, int] = (102
     ``gtFine/…_gtFine_labelIds.png`` (official label ids) and ``…_gtFine_labelTrainIds.png`` (train ids),
     every file written atomically so an interrupted run never leaves a half-written PNG behind.
     """
-    if not mix.is_default and split != "train":
-        raise DataError(f"a scene mix other than the default is for training data only, not split '{split}' "
-                         "(validation and held-out sets must stay the scenes every score was measured on)")
+    mix.require_split(split)
     city = city or ("synth" if mix.is_default else "synthmix")
     out = Path(out)
     h, w = size
