@@ -49,6 +49,8 @@ def test_int8_cli_writes_engine_manifest_and_cache(int8_build, small_onnx):
     assert calib["method"] == "percentile" and calib["images"] == 4 and calib["cache"] == str(cache)
     assert calib["cache_sha256"] == json.loads(json.dumps(calib))["cache_sha256"] and len(calib["cache_sha256"]) == 64
     assert "/classifier/Conv" in d["fp32_layers"] and d["fp32_rule"] == "fixed rule"
+    bc = d["bias_correction"]  # on by default, measured on the (4) calibration images
+    assert bc["images"] == 4 and bc["convs"] > 0 and bc["max_abs_shift"] > 0
     sets = d["parity"]["sets"]
     assert set(sets) == {"scenes", "photos"}
     assert sets["scenes"]["images"] and "miou_drop" in sets["scenes"] and "miou_drop" not in sets["photos"]
@@ -70,7 +72,8 @@ def test_int8_engine_runs_through_load(int8_build):
 def test_calibration_cache_is_reused(int8_build, small_onnx, tmp_path):
     _, cache, payload = int8_build
     again = build_engine(small_onnx, tmp_path / "again.onnx", precision="int8", calib_cache=cache, threads=1,
-                         target_agreement=None)
+                         target_agreement=None, bias_correction=False)
+    assert again.details["bias_correction"] is None
     c0, c1 = payload["manifest"]["details"]["calibration"], again.details["calibration"]
     assert c1["cache_sha256"] == c0["cache_sha256"] and c1["image_set_sha256"] == c0["image_set_sha256"]
     assert _files(tmp_path) == ["again.onnx", "again.onnx.json"]  # no new cache written

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from .bias_correction import BIAS_CORRECTION_IMAGES, correct_biases
 from .errors import ArtifactError, IcnetDeployError
 from .fileio import atomic_path
 from .manifest import ONNX_METADATA_KEY, Manifest, library_versions, manifest_path, read_manifest, write_manifest
@@ -226,6 +227,7 @@ def build_engine(
     tail_cap: float | None = None,
     target_agreement: float | None = DEFAULT_TARGET_AGREEMENT,
     fp32_layers: Sequence[str] | None = None,
+    bias_correction: bool = True,
     search_images: int = SEARCH_IMAGES,
     parity_scenes: int = PARITY_SCENES,
     size: tuple[int, int] | None = None,
@@ -257,6 +259,9 @@ def build_engine(
     the target on ``search_images`` calibration images (each block's sensitivity measured on the
     first two of them); else the fixed rule (``quantize.default_fp32_nodes``). The search costs
     one graph build and run per block (28 for ICNet, ~100 s at 1024×2048 on 2 CPU cores).
+    ``bias_correction`` (default on): after Q/DQ insertion, remove the mean shift each quantized
+    conv adds, measured on the first ``BIAS_CORRECTION_IMAGES`` calibration images
+    (``bias_correction.correct_biases``; the search measures its candidates without it).
 
     ``size``: calibration and parity size for a dynamic export (default 1024×2048).
     """
@@ -296,7 +301,7 @@ def build_engine(
     loader = None
     if precision == "int8":  # find bad calibration folders before any slow work
         reuse = calib_cache is not None and Path(calib_cache).is_file()
-        if not reuse or calib is not None or (target_agreement is not None and fp32_layers is None):
+        if not reuse or calib is not None or bias_correction or (target_agreement is not None and fp32_layers is None):
             loader = Q.ImageBatches.from_folder(calib, height=height, width=width, mean=src.mean, std=src.std,
                                                 limit=calib_limit)
 
@@ -360,6 +365,10 @@ def build_engine(
             say("inserting Q/DQ (onnxruntime QDQQuantizer)", 0, 1)
             engine_proto = Q.quantize_qdq(pre, cache, target=target, exclude=keep)
             say("inserting Q/DQ (onnxruntime QDQQuantizer)", 1, 1)
+            corrected = None
+            if bias_correction:
+                images = [b for _, b in zip(range(BIAS_CORRECTION_IMAGES), loader)]
+                engine_proto, corrected = correct_biases(engine_proto, pre, images, threads=threads, progress=say)
             details.update(
                 quantizer="onnxruntime.quantization.QDQQuantizer (QDQ, per-channel)",
                 weights="int8, symmetric, per output channel",
@@ -375,6 +384,7 @@ def build_engine(
                 fp32_rule="explicit" if fp32_layers is not None else ("sensitivity search" if search else "fixed rule"),
                 sensitivity_search=search,
                 target_agreement=target_agreement,
+                bias_correction=corrected.to_dict() if corrected else None,
             )
         parity = held_out_parity(proto32, engine_proto, mean=src.mean, std=src.std, height=height, width=width,
                                  scenes=parity_scenes, threads=threads, progress=say)
