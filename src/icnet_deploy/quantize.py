@@ -128,7 +128,7 @@ FP16_KEEP_OPS = ("Resize", "MatMul")
 # fp32, real photographs (the set whose near-tied pixels flip first): all-fp16 99.889% (check's
 # fp16 gate is 99.9), stem fp32 99.903%, stem and layer1 99.915%; keeping the classifier
 # (99.890%) or the whole low-resolution branch (99.895%) fp32 instead does not help. Scenes stay
-# at 99.99% either way (on the shipped checkpoint, stem and layer1 fp32: 99.93% photos).
+# at 99.99% either way (on the session-12 and -13 checkpoints, stem and layer1 fp32: 99.93% photos).
 # Their cost on a GPU: 19% of the MACs (28 nodes, 128×256 and 256×512 maps).
 FP16_KEEP_BLOCKS = ("stem", "layer1")
 
