@@ -75,3 +75,12 @@ def test_a_graph_quantized_from_another_model_is_refused(setup):
         n.name = "other_" + n.name
     with pytest.raises(ArtifactError, match="no quantized Conv"):
         correct_biases(qdq, foreign, batches[:1])
+
+
+def test_a_graph_with_every_conv_in_fp32_is_returned_unchanged(setup):
+    pre, cache, batches = setup
+    qdq = Q.quantize_qdq(pre, cache, target="cpu", exclude=Q.quantizable_nodes(pre))  # all of it fp32
+    fixed, report = correct_biases(qdq, pre, batches[:1])
+    assert report.convs == [] and report.images == 0
+    assert _arrays(fixed).keys() == _arrays(qdq).keys()
+    assert all(np.array_equal(a, _arrays(qdq)[k]) for k, a in _arrays(fixed).items())

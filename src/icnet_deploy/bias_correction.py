@@ -105,14 +105,16 @@ def correct_biases(qdq: Any, fp32: Any, batches: Iterable[np.ndarray], *, thread
     if axes_input:
         pg.initializer.append(numpy_helper.from_array(np.array([0, 2, 3], dtype=np.int64), "bc_axes"))
     targets: list[tuple[Any, str]] = []
+    quantized = 0
     for k, conv in enumerate(n for n in graph.node if n.op_type == "Conv"):
-        ref = fp_convs.get(conv.name)
-        if ref is None or len(conv.input) < 3 or not conv.input[2] or len(ref.input) < 3:
-            continue
         x_dq = produced_by(conv.input[0], "DequantizeLinear")
         x_q = produced_by(x_dq.input[0], "QuantizeLinear") if x_dq is not None else None
         if x_q is None and produced_by(conv.input[1], "DequantizeLinear") is None:
             continue  # a conv kept in fp32: it adds no error of its own
+        quantized += 1
+        ref = fp_convs.get(conv.name)
+        if ref is None or len(conv.input) < 3 or not conv.input[2] or len(ref.input) < 3:
+            continue
         x = x_q.input[0] if x_q is not None else conv.input[0]
         if x in fp_relu_outputs and produced_by(x, "Relu") is None:
             # uint8 activations: the quantizer removed this Relu (the Q range's zero point clips like
@@ -133,6 +135,8 @@ def correct_biases(qdq: Any, fp32: Any, batches: Iterable[np.ndarray], *, thread
             pg.node.append(helper.make_node("ReduceMean", [f"bc_diff_{k}"], [mean], name=mean, axes=[0, 2, 3], keepdims=0))
         pg.output.append(helper.make_tensor_value_info(mean, TensorProto.FLOAT, None))
         targets.append((conv, mean))
+    if not quantized:  # every conv kept in fp32 (e.g. a search that needed them all): nothing to correct
+        return fixed, BiasCorrection(images=0, seconds=time.perf_counter() - started)
     if not targets:
         raise ArtifactError("bias correction: no quantized Conv of the INT8 graph has a matching fp32 Conv "
                             "(was it quantized from this fp32 graph?)")
