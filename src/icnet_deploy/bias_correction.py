@@ -97,8 +97,8 @@ def correct_biases(qdq: Any, fp32: Any, batches: Iterable[np.ndarray], *, thread
         node = producers.get(name)
         return node if node is not None and node.op_type == op else None
 
-    probe = onnx.ModelProto()
-    probe.CopyFrom(fixed)
+    probe = onnx.ModelProto()  # the QDQ graph plus, per quantized conv, its fp32 reference and mean difference
+    probe.CopyFrom(qdq)
     pg = probe.graph
     del pg.output[:]
     axes_input = _opset(probe) >= 18  # ReduceMean's axes moved from attribute to input in opset 18
@@ -123,8 +123,9 @@ def correct_biases(qdq: Any, fp32: Any, batches: Iterable[np.ndarray], *, thread
             pg.node.append(helper.make_node("Relu", [x], [relu], name=relu))
             x = relu
         w, b = f"bc_w_{k}", f"bc_b_{k}"
-        pg.initializer.append(numpy_helper.from_array(numpy_helper.to_array(fp_inits[ref.input[1]]), w))
-        pg.initializer.append(numpy_helper.from_array(numpy_helper.to_array(fp_inits[ref.input[2]]).astype(np.float32), b))
+        for src, name in ((ref.input[1], w), (ref.input[2], b)):  # the fp32 weights and bias, renamed
+            pg.initializer.add().CopyFrom(fp_inits[src])
+            pg.initializer[-1].name = name
         attrs = {a.name: helper.get_attribute_value(a) for a in conv.attribute}
         pg.node.append(helper.make_node("Conv", [x, w, b], [f"bc_ref_{k}"], name=f"bc_ref_{k}", **attrs))
         pg.node.append(helper.make_node("Sub", [conv.output[0], f"bc_ref_{k}"], [f"bc_diff_{k}"], name=f"bc_diff_{k}"))
