@@ -49,8 +49,10 @@ def test_int8_cli_writes_engine_manifest_and_cache(int8_build, small_onnx):
     assert calib["method"] == "percentile" and calib["images"] == 4 and calib["cache"] == str(cache)
     assert calib["cache_sha256"] == json.loads(json.dumps(calib))["cache_sha256"] and len(calib["cache_sha256"]) == 64
     assert "/classifier/Conv" in d["fp32_layers"] and d["fp32_rule"] == "fixed rule"
-    bc = d["bias_correction"]  # on by default, measured on the (4) calibration images
-    assert bc["images"] == 4 and bc["convs"] > 0 and bc["max_abs_shift"] > 0
+    wr = d["weight_rounding"]  # GPTQ by default, on the (4) calibration images
+    assert wr["images"] == 4 and wr["convs"] > 0 and "GPTQ" in wr["method"]
+    assert wr["mean_relative_output_error"]["gptq"] < wr["mean_relative_output_error"]["nearest"]
+    assert d["bias_correction"] is None  # GPTQ fits the biases itself: no bias correction by default
     sets = d["parity"]["sets"]
     assert set(sets) == {"scenes", "photos"}
     assert sets["scenes"]["images"] and "miou_drop" in sets["scenes"] and "miou_drop" not in sets["photos"]
@@ -72,8 +74,10 @@ def test_int8_engine_runs_through_load(int8_build):
 def test_calibration_cache_is_reused(int8_build, small_onnx, tmp_path):
     _, cache, payload = int8_build
     again = build_engine(small_onnx, tmp_path / "again.onnx", precision="int8", calib_cache=cache, threads=1,
-                         target_agreement=None, bias_correction=False)
-    assert again.details["bias_correction"] is None
+                         target_agreement=None, weight_rounding="nearest")
+    assert again.details["weight_rounding"] == {"method": "nearest"}
+    bc = again.details["bias_correction"]  # on by default with nearest rounding; no --calib: the shipped calib/
+    assert bc["images"] == 8 and bc["convs"] > 0 and bc["max_abs_shift"] > 0
     c0, c1 = payload["manifest"]["details"]["calibration"], again.details["calibration"]
     assert c1["cache_sha256"] == c0["cache_sha256"] and c1["image_set_sha256"] == c0["image_set_sha256"]
     assert _files(tmp_path) == ["again.onnx", "again.onnx.json"]  # no new cache written
@@ -206,6 +210,7 @@ def test_bad_calibration_folders(small_onnx, tmp_path, kind, message):
     (["--int8", "--fp16"], "exactly one of --fp16 or --int8"),
     ([], "exactly one of --fp16 or --int8"),
     (["--int8", "--target", "gpu"], "unknown target 'gpu'"),
+    (["--int8", "--weight-rounding", "stochastic"], "unknown weight rounding 'stochastic'"),
     (["--int8", "--target-agreement", "150"], "percentage"),
     (["--fp16", "--backend", "tvm"], "unknown backend 'tvm'"),
 ])

@@ -32,11 +32,12 @@ from typing import Any
 import numpy as np
 
 from .bias_correction import BIAS_CORRECTION_IMAGES, correct_biases
+from .weight_rounding import WEIGHT_ROUNDING_IMAGES, apply_rounding, round_weights
 from .errors import ArtifactError, IcnetDeployError
 from .fileio import atomic_path
 from .manifest import ONNX_METADATA_KEY, Manifest, library_versions, manifest_path, read_manifest, write_manifest
 
-__all__ = ["BACKENDS", "DEFAULT_TARGET_AGREEMENT", "PRECISIONS", "build_engine", "held_out_parity"]
+__all__ = ["BACKENDS", "DEFAULT_TARGET_AGREEMENT", "PRECISIONS", "WEIGHT_ROUNDINGS", "build_engine", "held_out_parity"]
 
 PRECISIONS = ("fp16", "int8")
 BACKENDS = ("onnxruntime", "tensorrt")
@@ -55,6 +56,7 @@ DEFAULT_TARGET_AGREEMENT = 99.95
 DEFAULT_SIZE = (1024, 2048)  # calibration/parity size for dynamic exports
 PARITY_SCENES = 3
 SEARCH_IMAGES = 8  # calibration images the fp32 set is judged on
+WEIGHT_ROUNDINGS = ("gptq", "nearest")  # INT8 weight rounding (weight_rounding.py)
 RANK_IMAGES = 2  # of those, the ones each layer's sensitivity is measured on (one run per layer)
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -228,7 +230,8 @@ def build_engine(
     tail_cap: float | None = None,
     target_agreement: float | None = DEFAULT_TARGET_AGREEMENT,
     fp32_layers: Sequence[str] | None = None,
-    bias_correction: bool = True,
+    weight_rounding: str = "gptq",
+    bias_correction: bool | None = None,
     search_images: int = SEARCH_IMAGES,
     parity_scenes: int = PARITY_SCENES,
     size: tuple[int, int] | None = None,
@@ -260,9 +263,13 @@ def build_engine(
     the target on ``search_images`` calibration images (each block's sensitivity measured on the
     first two of them); else the fixed rule (``quantize.default_fp32_nodes``). The search costs
     one graph build and run per block (28 for ICNet, ~100 s at 1024×2048 on 2 CPU cores).
-    ``bias_correction`` (default on): after Q/DQ insertion, remove the mean shift each quantized
+    ``weight_rounding``: ``"gptq"`` (default; ``weight_rounding.round_weights`` on the first
+    ``WEIGHT_ROUNDING_IMAGES`` calibration images: the fixed rule's graph itself, or for the search
+    the all-int8 graph once, applied to every trial and to the result) or ``"nearest"``.
+    ``bias_correction``: after Q/DQ insertion (and rounding), remove the mean shift each quantized
     conv adds, measured on the first ``BIAS_CORRECTION_IMAGES`` calibration images
-    (``bias_correction.correct_biases``; the search measures its candidates without it).
+    (``bias_correction.correct_biases``; the search measures its candidates without it). Default
+    (None): only with nearest rounding — GPTQ already fits each conv's bias with its weights.
 
     ``size``: calibration and parity size for a dynamic export (default 1024×2048).
     """
@@ -285,6 +292,10 @@ def build_engine(
         target_agreement = 100.0 * target_agreement  # "0.995" as in the issue's examples
     if target_agreement is not None and not 0 < target_agreement <= 100:
         raise IcnetDeployError(f"target agreement is a percentage in (0, 100], got {target_agreement}")
+    if weight_rounding not in WEIGHT_ROUNDINGS:
+        raise IcnetDeployError(f"unknown weight rounding {weight_rounding!r}; use one of {', '.join(WEIGHT_ROUNDINGS)}")
+    if bias_correction is None:
+        bias_correction = weight_rounding == "nearest"
     if calib_limit is not None and calib_limit < 1:
         raise IcnetDeployError(f"calib_limit must be at least 1, got {calib_limit}")
     output = Path(output)
@@ -302,7 +313,7 @@ def build_engine(
     loader = None
     if precision == "int8":  # find bad calibration folders before any slow work
         reuse = calib_cache is not None and Path(calib_cache).is_file()
-        if not reuse or calib is not None or bias_correction or (target_agreement is not None and fp32_layers is None):
+        if not reuse or calib is not None or bias_correction or weight_rounding != "nearest" or (target_agreement is not None and fp32_layers is None):
             loader = Q.ImageBatches.from_folder(calib, height=height, width=width, mean=src.mean, std=src.std,
                                                 limit=calib_limit)
 
@@ -343,14 +354,21 @@ def build_engine(
                 Q, pre, gsha, loader, output=output, explicit_calib=calib is not None, method=calib_method,
                 cache_path=calib_cache, percentile=percentile, tail_cap=tail_cap, height=height, width=width,
                 progress=say)
+            rounding = None
+            searching = fp32_layers is None and target_agreement is not None
+            if weight_rounding == "gptq" and searching:  # once, on the all-int8 graph; every trial reuses it
+                images = [b for _, b in zip(range(WEIGHT_ROUNDING_IMAGES), loader)]
+                _, rounding = round_weights(Q.quantize_qdq(pre, cache, target=target), pre, images,
+                                            threads=threads, progress=say)
             if fp32_layers is not None:
                 _require_nodes(fp32_layers, pre, src_path)
                 keep = {n: "kept fp32 on request" for n in fp32_layers}
                 search = None
             elif target_agreement is not None:
                 batches = [b for _, b in zip(range(search_images), loader)]
+                finish = (lambda q: apply_rounding(q, rounding)) if rounding is not None else None
                 result = Q.sensitivity_search(pre, cache, batches, target_agreement=target_agreement, target=target,
-                                              rank_batches=RANK_IMAGES, threads=threads, progress=say)
+                                              rank_batches=RANK_IMAGES, finish=finish, threads=threads, progress=say)
                 keep = result.fp32_nodes
                 search = {k: v for k, v in result.to_dict().items() if k != "sensitivities"}
                 search["images"] = len(batches)
@@ -366,6 +384,12 @@ def build_engine(
             say("inserting Q/DQ (onnxruntime QDQQuantizer)", 0, 1)
             engine_proto = Q.quantize_qdq(pre, cache, target=target, exclude=keep)
             say("inserting Q/DQ (onnxruntime QDQQuantizer)", 1, 1)
+            if weight_rounding == "gptq":
+                if rounding is not None:
+                    engine_proto = apply_rounding(engine_proto, rounding)
+                else:
+                    images = [b for _, b in zip(range(WEIGHT_ROUNDING_IMAGES), loader)]
+                    engine_proto, rounding = round_weights(engine_proto, pre, images, threads=threads, progress=say)
             corrected = None
             if bias_correction:
                 images = [b for _, b in zip(range(BIAS_CORRECTION_IMAGES), loader)]
@@ -385,6 +409,7 @@ def build_engine(
                 fp32_rule="explicit" if fp32_layers is not None else ("sensitivity search" if search else "fixed rule"),
                 sensitivity_search=search,
                 target_agreement=target_agreement,
+                weight_rounding=rounding.to_dict() if rounding else {"method": "nearest"},
                 bias_correction=corrected.to_dict() if corrected else None,
             )
         parity = held_out_parity(proto32, engine_proto, mean=src.mean, std=src.std, height=height, width=width,

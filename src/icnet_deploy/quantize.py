@@ -730,6 +730,7 @@ def sensitivity_search(
     op_types: Sequence[str] = QUANT_OP_TYPES,
     always_fp32: Sequence[str] = (),
     granularity: str = "block",
+    finish: Callable[[Any], Any] | None = None,
     threads: int | None = None,
     progress: Progress | None = None,
 ) -> SearchResult:
@@ -753,6 +754,9 @@ def sensitivity_search(
        *all* ``batches``: doubling k until it does, then bisecting (agreement grows about
        monotonically with k). Judging k on more images than the ranking keeps the claim from
        resting on the two images the ranking saw.
+
+    ``finish``: applied to every trial graph after Q/DQ insertion (the build passes the GPTQ weight
+    rounding, so that the search judges the graphs it will ship).
     """
     if granularity not in ("block", "layer"):
         raise IcnetDeployError(f"granularity must be 'block' or 'layer', got {granularity!r}")
@@ -782,15 +786,19 @@ def sensitivity_search(
         return float(np.mean([100.0 * float((s.run(None, {name_in: b})[0].argmax(1) == r).mean())
                               for b, r in zip(batches, ref_labels)]))
 
-    def sensitivity(exclude: Iterable[str]) -> tuple[float, float]:
+    def trial_graph(exclude: Iterable[str]) -> Any:
         q = quantize_qdq(proto, cache, target=target, exclude=list(exclude), op_types=op_types)
+        return finish(q) if finish is not None else q
+
+    def sensitivity(exclude: Iterable[str]) -> tuple[float, float]:
+        q = trial_graph(exclude)
         outs = _run_all(_session(q, threads), ranking)
         agree = float(np.mean([label_agreement(r, o) for r, o in zip(ref_logits, outs)]))
         err = float(np.mean([np.mean((r - o) ** 2) for r, o in zip(ref_logits, outs)])) / ref_var
         return agree, err
 
     def measure(exclude: Iterable[str]) -> tuple[float, float]:
-        return agreement(quantize_qdq(proto, cache, target=target, exclude=list(exclude), op_types=op_types)), 0.0
+        return agreement(trial_graph(exclude)), 0.0
 
     def result(keep: dict[str, str], agree: float, sens: list[LayerSensitivity]) -> SearchResult:
         return SearchResult(fp32_nodes=keep, agreement=agree, target=target_agreement,
