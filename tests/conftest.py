@@ -56,3 +56,19 @@ def calib_dir(tmp_path_factory) -> Path:
         image, _ = generate_scene(700_000 + i, 128, 256)
         Image.fromarray(image).save(folder / f"scene_{700_000 + i}.{'jpg' if i == 3 else 'png'}")
     return folder
+
+
+@pytest.fixture(scope="session")
+def small_quant_setup(small_onnx, calib_dir, tmp_path_factory):
+    """What an INT8 build starts from at 128×256: the pre-processed fp32 graph, a percentile
+    calibration cache of ``calib_dir`` and its four input batches."""
+    import onnx
+
+    from icnet_deploy import quantize as Q
+    from icnet_deploy.manifest import read_manifest
+
+    m = read_manifest(small_onnx)
+    pre = onnx.load(str(Q.prepare_for_quantization(small_onnx, tmp_path_factory.mktemp("pre") / "pre.onnx")))
+    loader = Q.ImageBatches.from_folder(calib_dir, height=128, width=256, mean=m.mean, std=m.std)
+    cache = Q.calibrate(pre, loader, "percentile")
+    return pre, cache, list(loader)

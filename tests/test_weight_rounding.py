@@ -12,11 +12,9 @@ from onnx import numpy_helper
 
 from icnet_deploy import quantize as Q
 from icnet_deploy.backends.onnxruntime import create_session
+from icnet_deploy.bias_correction import correct_biases
 from icnet_deploy.errors import ArtifactError
-from icnet_deploy.manifest import read_manifest
 from icnet_deploy.weight_rounding import apply_rounding, gptq, round_weights
-
-H, W = 128, 256
 
 
 def _problem(correlated: bool, seed: int = 0):
@@ -55,12 +53,8 @@ def test_gptq_is_nearest_rounding_when_inputs_are_independent():
 
 
 @pytest.fixture(scope="module")
-def setup(small_onnx, calib_dir, tmp_path_factory):
-    m = read_manifest(small_onnx)
-    pre = onnx.load(str(Q.prepare_for_quantization(small_onnx, tmp_path_factory.mktemp("wr") / "pre.onnx")))
-    loader = Q.ImageBatches.from_folder(calib_dir, height=H, width=W, mean=m.mean, std=m.std)
-    cache = Q.calibrate(pre, loader, "percentile")
-    return pre, cache, list(loader)
+def setup(small_quant_setup):
+    return small_quant_setup
 
 
 def _arrays(proto):
@@ -110,12 +104,14 @@ def test_rounding_carries_over_to_another_graph_of_the_same_model(setup):
     assert changed and all(base[k].dtype in (np.int8, np.int32) for k in changed)
 
 
-def test_a_graph_quantized_from_another_model_is_refused(setup):
+@pytest.mark.parametrize("correct, message", [(round_weights, "no fp32 counterpart"), (correct_biases, "no quantized Conv")])
+def test_a_graph_quantized_from_another_model_is_refused(setup, correct, message):
+    # both passes that edit a QDQ graph from its fp32 source (GPTQ, bias correction)
     pre, cache, batches = setup
     qdq = Q.quantize_qdq(pre, cache, target="cpu", exclude=Q.default_fp32_nodes(pre))
     foreign = onnx.ModelProto()
     foreign.CopyFrom(pre)
     for n in foreign.graph.node:
         n.name = "other_" + n.name
-    with pytest.raises(ArtifactError, match="no fp32 counterpart"):
-        round_weights(qdq, foreign, batches[:1])
+    with pytest.raises(ArtifactError, match=message):
+        correct(qdq, foreign, batches[:1])
