@@ -13,7 +13,8 @@ backend × precision:
 ================  ===========================================  ============================================
 
 Every engine gets a manifest (``X.json``; ONNX engines also embed it) with the precision, the
-calibration (method, cache sha256, image-set sha256), the layers kept in fp32 and why, the target,
+calibration (method, cache sha256, image-set sha256), the weight rounding (GPTQ or nearest), the layers
+kept in fp32 and why, the target,
 and the parity measured at build time against the fp32 graph in ONNX Runtime on held-out images:
 generated scenes (seeds ``check.HELDOUT_SEED``…, disjoint from calibration's) with their labels
 (so the mIoU drop is known too) and the shipped real photographs. Parity is recorded, not enforced:
@@ -32,10 +33,10 @@ from typing import Any
 import numpy as np
 
 from .bias_correction import BIAS_CORRECTION_IMAGES, correct_biases
-from .weight_rounding import WEIGHT_ROUNDING_IMAGES, apply_rounding, round_weights
 from .errors import ArtifactError, IcnetDeployError
 from .fileio import atomic_path
 from .manifest import ONNX_METADATA_KEY, Manifest, library_versions, manifest_path, read_manifest, write_manifest
+from .weight_rounding import WEIGHT_ROUNDING_IMAGES, apply_rounding, round_weights
 
 __all__ = ["BACKENDS", "DEFAULT_TARGET_AGREEMENT", "PRECISIONS", "WEIGHT_ROUNDINGS", "build_engine", "held_out_parity"]
 
