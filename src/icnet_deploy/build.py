@@ -13,9 +13,9 @@ backend × precision:
 ================  ===========================================  ============================================
 
 Every engine gets a manifest (``X.json``; ONNX engines also embed it) with the precision, the
-calibration (method, cache sha256, image-set sha256), the weight rounding (GPTQ or nearest), the layers
-kept in fp32 and why, the target,
-and the parity measured at build time against the fp32 graph in ONNX Runtime on held-out images:
+calibration (method, cache sha256, image-set sha256), the weight rounding (GPTQ or nearest), the
+layers kept in fp32 and why, the target, and the parity measured at build time against the fp32
+graph in ONNX Runtime on held-out images:
 generated scenes (seeds ``check.HELDOUT_SEED``…, disjoint from calibration's) with their labels
 (so the mIoU drop is known too) and the shipped real photographs. Parity is recorded, not enforced:
 ``icnet-deploy check`` is the gate.
