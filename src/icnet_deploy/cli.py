@@ -723,7 +723,7 @@ def build_engine_cmd(
     target_agreement: float = typer.Option(_DEFAULT_TARGET_AGREEMENT, help="INT8: keep the fewest layers fp32 that reach this pixel agreement with fp32 on calibration images (% or fraction; measured per layer: minutes at 1024×2048)."),
     fixed_rule: bool = typer.Option(False, "--fixed-rule", help="INT8: skip the search; keep the first convs, classifier and final resize fp32 (fast build)."),
     fp32_layer: Optional[list[str]] = typer.Option(None, "--fp32-layer", help="Keep this node in fp32 (repeatable); replaces the default rule."),
-    weight_rounding: str = typer.Option("gptq", help="INT8 weight rounding: gptq (round each conv so its output moves least, on 8 calibration images; ~1.5 s per conv at 1024×2048) | nearest."),
+    weight_rounding: str = typer.Option("gptq", help="INT8 weight rounding: gptq (round each conv so its output moves least, on 8 calibration images; ~0.7 s per conv at 1024×2048) | nearest."),
     bias_correction: Optional[bool] = typer.Option(None, "--bias-correction/--no-bias-correction", help="INT8: remove the mean output shift each quantized conv adds (8 calibration images, a few seconds). Default: on with --weight-rounding nearest, off with gptq (which fits the biases itself)."),
     threads: Optional[int] = typer.Option(None, min=1, help="ONNX Runtime intra-op threads for calibration and parity."),
     workspace_mib: int = typer.Option(4096, help="TensorRT builder workspace limit (MiB)."),
