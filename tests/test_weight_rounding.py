@@ -115,3 +115,23 @@ def test_a_graph_quantized_from_another_model_is_refused(setup, correct, message
         n.name = "other_" + n.name
     with pytest.raises(ArtifactError, match=message):
         correct(qdq, foreign, batches[:1])
+
+
+def test_the_probe_subgraph_computes_the_same_tensor_with_fewer_nodes(setup):
+    from onnx import TensorProto, helper
+
+    from icnet_deploy.weight_rounding import _graph_up_to
+
+    pre, cache, batches = setup
+    qdq = Q.quantize_qdq(pre, cache, target="cpu")
+    convs = [n for n in qdq.graph.node if n.op_type == "Conv"]
+    tensor = convs[len(convs) // 2].input[0]
+    sub = _graph_up_to(qdq, tensor)
+    assert 0 < len(sub.graph.node) < len(qdq.graph.node) and [o.name for o in sub.graph.output] == [tensor]
+    full = onnx.ModelProto()
+    full.CopyFrom(qdq)
+    full.graph.output.append(helper.make_tensor_value_info(tensor, TensorProto.FLOAT, None))
+    s_full = create_session(full.SerializeToString(), threads=1)
+    s_sub = create_session(sub.SerializeToString(), threads=1)
+    want = s_full.run([tensor], {s_full.get_inputs()[0].name: batches[0]})[0]
+    assert np.array_equal(s_sub.run(None, {s_sub.get_inputs()[0].name: batches[0]})[0], want)

@@ -186,17 +186,16 @@ def _graph_up_to(model: Any, tensor: str) -> Any:
     from onnx import TensorProto, helper
 
     graph = model.graph
-    producers = {o: n for n in graph.node for o in n.output}
-    needed, stack, seen = set(), [tensor], set()
+    producers = {o: k for k, n in enumerate(graph.node) for o in n.output}
+    needed: set[int] = set()
+    stack = [tensor]
     while stack:
-        name = stack.pop()
-        node = producers.get(name)
-        if node is None or id(node) in seen:
+        k = producers.get(stack.pop())
+        if k is None or k in needed:
             continue
-        seen.add(id(node))
-        needed.add(id(node))
-        stack.extend(i for i in node.input if i)
-    nodes = [n for n in graph.node if id(n) in needed]
+        needed.add(k)
+        stack.extend(i for i in graph.node[k].input if i)
+    nodes = [n for k, n in enumerate(graph.node) if k in needed]
     used = {i for n in nodes for i in n.input}
     sub = helper.make_graph(
         nodes, graph.name, [i for i in graph.input if i.name in used or i.name == tensor],
