@@ -41,7 +41,8 @@ from .errors import ArtifactError
 __all__ = ["DAMPING", "MAX_POSITIONS", "WEIGHT_ROUNDING_IMAGES", "ConvRounding", "WeightRounding",
            "apply_rounding", "round_weights"]
 
-# Calibration images whose conv inputs make H. 8 images at 1024×2048 give each conv of ICNet's
+# Calibration images whose conv inputs make H (fixed rule, photo agreement at 1024×2048 with 4 / 8 /
+# 16 images: 98.14 / 98.14 / 98.15%, GPTQ 31 / 43 / 87 s). 8 images at 1024×2048 give each conv of ICNet's
 # low-resolution branch 16k input patches (≥ 7 per weight column); the high-resolution convs are
 # sampled (MAX_POSITIONS per image) to bound the cost of the K×K products.
 WEIGHT_ROUNDING_IMAGES = 8
