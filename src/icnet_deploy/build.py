@@ -357,10 +357,10 @@ def build_engine(
                 cache_path=calib_cache, percentile=percentile, tail_cap=tail_cap, height=height, width=width,
                 progress=say)
             rounding = None
-            searching = fp32_layers is None and target_agreement is not None
-            if weight_rounding == "gptq" and searching:  # once, on the all-int8 graph; every trial reuses it
-                images = [b for _, b in zip(range(WEIGHT_ROUNDING_IMAGES), loader)]
-                _, rounding = round_weights(Q.quantize_qdq(pre, cache, target=target), pre, images,
+            gptq_images = [b for _, b in zip(range(WEIGHT_ROUNDING_IMAGES), loader)] if weight_rounding == "gptq" else []
+            if gptq_images and fp32_layers is None and target_agreement is not None:
+                # the search: once, on the all-int8 graph; every trial and the result reuse it
+                _, rounding = round_weights(Q.quantize_qdq(pre, cache, target=target), pre, gptq_images,
                                             threads=threads, progress=say)
             if fp32_layers is not None:
                 _require_nodes(fp32_layers, pre, src_path)
@@ -390,8 +390,7 @@ def build_engine(
                 if rounding is not None:
                     engine_proto = apply_rounding(engine_proto, rounding)
                 else:
-                    images = [b for _, b in zip(range(WEIGHT_ROUNDING_IMAGES), loader)]
-                    engine_proto, rounding = round_weights(engine_proto, pre, images, threads=threads, progress=say)
+                    engine_proto, rounding = round_weights(engine_proto, pre, gptq_images, threads=threads, progress=say)
             corrected = None
             if bias_correction:
                 images = [b for _, b in zip(range(BIAS_CORRECTION_IMAGES), loader)]

@@ -142,11 +142,11 @@ def _attrs(node: Any) -> dict[str, Any]:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-def _write(graph: Any, conv: _QuantizedConv, weights: np.ndarray, bias: np.ndarray) -> None:
-    """Put int8 ``weights`` and float ``bias`` into the graph's initializers for ``conv``."""
+def _write(inits: dict[str, Any], conv: _QuantizedConv, weights: np.ndarray, bias: np.ndarray) -> None:
+    """Put int8 ``weights`` and float ``bias`` into the graph's initializers (``inits``: name →
+    TensorProto, edited in place) for ``conv``."""
     from onnx import numpy_helper
 
-    inits = {i.name: i for i in graph.initializer}
     inits[conv.weight_q].CopyFrom(numpy_helper.from_array(weights.astype(np.int8), conv.weight_q))
     if conv.bias_q is not None:
         scale = numpy_helper.to_array(inits[conv.bias_scale]).astype(np.float64)
@@ -278,6 +278,7 @@ def round_weights(qdq: Any, fp32: Any, batches: Iterable[np.ndarray], *, threads
     if missing:
         raise ArtifactError(f"weight rounding: the INT8 graph's conv {missing[0]} has no fp32 counterpart "
                             "(was it quantized from this fp32 graph?)")
+    inits = {i.name: i for i in graph.initializer}  # edited in place: the protos stay the graph's
     rng = np.random.default_rng(seed)
     report = WeightRounding(images=len(batches), seconds=0.0)
     with torch.inference_mode():
@@ -287,7 +288,6 @@ def round_weights(qdq: Any, fp32: Any, batches: Iterable[np.ndarray], *, threads
             w32 = numpy_helper.to_array(fp_inits[ref.input[1]]).astype(np.float64)
             b32 = (numpy_helper.to_array(fp_inits[ref.input[2]]).astype(np.float64)
                    if len(ref.input) > 2 and ref.input[2] in fp_inits else np.zeros(w32.shape[0]))
-            inits = {i.name: i for i in graph.initializer}
             scale = numpy_helper.to_array(inits[conv.weight_scale]).astype(np.float64).reshape(-1)
             if scale.shape[0] != w32.shape[0] or not np.all(scale > 0):
                 continue  # per-tensor or degenerate scales: leave nearest rounding
@@ -310,7 +310,7 @@ def round_weights(qdq: Any, fp32: Any, batches: Iterable[np.ndarray], *, threads
                                              _relative_error(w, nearest, w[:, -1], s, h),
                                              _relative_error(w, steps, bias, s, h)))
             int8 = steps.numpy().astype(np.int8).reshape(w32.shape)
-            _write(graph, conv, int8, bias.numpy())
+            _write(inits, conv, int8, bias.numpy())
             report.weights[conv.node.name] = (int8, scale.astype(np.float32), bias.numpy())
     say("weight rounding (GPTQ)", len(convs), len(convs))
     report.seconds = time.perf_counter() - started
@@ -335,5 +335,5 @@ def apply_rounding(qdq: Any, rounding: WeightRounding) -> Any:
         here = numpy_helper.to_array(inits[conv.weight_scale]).astype(np.float32).reshape(-1)
         if here.shape != scale.shape or not np.allclose(here, scale, rtol=1e-6, atol=0):
             continue
-        _write(graph, conv, int8, bias)
+        _write(inits, conv, int8, bias)
     return model
