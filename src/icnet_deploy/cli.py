@@ -177,6 +177,8 @@ def synth(
     heavy: float = typer.Option(1.0, min=0.0, max=2.5, help="Training data only: multiplier on truck and bus rates."),
     two_wheelers: float = typer.Option(1.0, "--two-wheelers", min=0.0, max=3.0,
                                        help="Training data only: multiplier on motorcycles and cyclists."),
+    trucks: float = typer.Option(1.0, min=0.0, max=3.0,
+                                 help="Training data only: a further multiplier on the truck rate alone."),
 ) -> None:
     """Generate procedural street scenes with pixel-exact Cityscapes labels.
 
@@ -188,9 +190,9 @@ def synth(
     from .data.synthetic import SceneMix, write_dataset, write_images
 
     h, w = parse_size(size)
-    mix = SceneMix(train=train_prob, heavy=heavy, two_wheelers=two_wheelers)
+    mix = SceneMix(train=train_prob, heavy=heavy, two_wheelers=two_wheelers, trucks=trucks)
     if images_only and not mix.is_default:
-        raise DataError("--train-prob/--heavy/--two-wheelers are for labelled training scenes, not --images-only")
+        raise DataError("--train-prob/--heavy/--two-wheelers/--trucks are for labelled training scenes, not --images-only")
     mix.require_split(split)  # before the progress bar: one line, nothing written
     with _progress() as bar:
         task = bar.add_task("synth", total=count, status="")

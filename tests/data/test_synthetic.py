@@ -97,20 +97,24 @@ def test_scene_mix_default_is_the_held_out_generator_and_knobs_add_rare_objects(
     # the default mix (also when spelled out) is the same scene for the same seed: held-out sets unchanged
     for s in (3, 900000):
         a = generate_scene(s, 96, 192)
-        b = generate_scene(s, 96, 192, mix=SceneMix(train=0.1, heavy=1.0, two_wheelers=1.0))
+        b = generate_scene(s, 96, 192, mix=SceneMix(train=0.1, heavy=1.0, two_wheelers=1.0, trucks=1.0))
         assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     base_px, base_sc = _class_counts(SceneMix())
     train_px, _ = _class_counts(SceneMix(train=1.0))
     _, heavy_sc = _class_counts(SceneMix(heavy=2.5))
     two_px, two_sc = _class_counts(SceneMix(two_wheelers=3.0))
+    truck_px, _ = _class_counts(SceneMix(trucks=3.0))
     t, tr, bu, mo, bi = (cid[n] for n in ("train", "truck", "bus", "motorcycle", "bicycle"))
     assert train_px[t] > 2 * base_px[t]
     # 40 scenes: trucks/buses in 28 scene-class pairs by default, 36 with heavy=2.5; two-wheelers 30 → 40
     assert heavy_sc[tr] + heavy_sc[bu] >= base_sc[tr] + base_sc[bu] + 5
     assert two_sc[mo] + two_sc[bi] >= base_sc[mo] + base_sc[bi] + 5
     assert two_px[mo] + two_px[bi] > 1.5 * (base_px[mo] + base_px[bi])
+    assert truck_px[tr] > 1.5 * base_px[tr]
     with pytest.raises(ValueError, match="heavy"):
         SceneMix(heavy=3.0)
+    with pytest.raises(ValueError, match="trucks"):
+        SceneMix(trucks=-1.0)
 
 
 def test_scene_mix_is_for_training_data_only(tmp_path):

@@ -107,10 +107,11 @@ class SceneMix:
     train: float = 0.1  # probability that a scene has a tram track (and, mostly, a tram)
     heavy: float = 1.0  # multiplier on the per-lane truck and bus rates (drawn up to 0.15 / 0.12)
     two_wheelers: float = 1.0  # multiplier on motorcycles in traffic and parked, and on cyclist groups
+    trucks: float = 1.0  # a further multiplier on the truck rate alone (trucks are what it now reads as train)
 
     def __post_init__(self) -> None:
         for name, value, hi in (("train", self.train, 1.0), ("heavy", self.heavy, 2.5),
-                                ("two_wheelers", self.two_wheelers, 3.0)):
+                                ("two_wheelers", self.two_wheelers, 3.0), ("trucks", self.trucks, 3.0)):
             if not 0.0 <= value <= hi:
                 raise ValueError(f"scene mix {name}={value} is out of range 0..{hi}")
 
@@ -121,8 +122,8 @@ class SceneMix:
     def require_split(self, split: str) -> None:
         """Refuse a non-default mix for any split but ``train``: held-out sets must not change."""
         if not self.is_default and split != "train":
-            raise DataError(f"a scene mix other than the default (--train-prob/--heavy/--two-wheelers) is for "
-                            f"training data only (--split train), not split '{split}': held-out sets must stay "
+            raise DataError(f"a scene mix other than the default (--train-prob/--heavy/--two-wheelers/--trucks) is "
+                            f"for training data only (--split train), not split '{split}': held-out sets must stay "
                             "the scenes every score was measured on")
 
 
@@ -841,7 +842,8 @@ class _Scene:
         rng = self.rng
         zb = self.z_bot
         density = rng.uniform(0.25, 0.9)
-        truck_p, bus_p = rng.uniform(0.0, 0.15) * self.mix.heavy, rng.uniform(0.0, 0.12) * self.mix.heavy
+        truck_p = rng.uniform(0.0, 0.15) * self.mix.heavy * self.mix.trucks
+        bus_p = rng.uniform(0.0, 0.12) * self.mix.heavy
         moto_p = 0.05 * self.mix.two_wheelers
 
         def lane(x, oncoming):
