@@ -28,7 +28,7 @@ def tiny_dataset(tmp_path_factory):
 
 
 def test_short_run_lowers_loss_and_resumes(tiny_dataset, tmp_path):
-    out = tmp_path / "m.safetensors"
+    out = tmp_path / "runs" / "a" / "m.safetensors"  # a folder that does not exist yet: train makes it
     cfg = TrainConfig(data=str(tiny_dataset), out=str(out), iters=30, batch=2, crop=(64, 128), lr=2e-3,
                       warmup=5, val_every=30, val_images=1, threads=1)
     losses: list[float] = []

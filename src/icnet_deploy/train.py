@@ -203,6 +203,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[int, dict]
     ``progress(iteration, stats)`` is called after every step (the CLI drives a bar with it).
     """
     out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)  # before the data load, not after the first hour of steps
     state_path = out.with_suffix(".state.pt")
     log_path = out.with_suffix(".log.jsonl")
     raw_path = out.with_suffix(".raw.safetensors")
