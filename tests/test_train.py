@@ -74,6 +74,15 @@ def test_train_rejects_a_bad_scale_range_with_exit_2(tmp_path, scale):
     assert "scale" in result.output and not (tmp_path / "m.safetensors").exists()
 
 
+def test_train_refuses_an_out_folder_it_cannot_make_with_exit_2(tiny_dataset, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = CliRunner().invoke(app, ["train", "--data", str(tiny_dataset), "--out", str(blocker / "m.safetensors"), "--iters", "1"])
+    assert result.exit_code == 2
+    assert "cannot write here" in result.output and "Traceback" not in result.output
+    assert blocker.read_text() == "not a folder"
+
+
 def test_scale_range_parses_low_high():
     assert parse_scale_range("0.45-1.4") == (0.45, 1.4)
     assert parse_scale_range("1,1") == (1.0, 1.0)

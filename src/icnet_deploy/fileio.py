@@ -18,12 +18,21 @@ os.umask(_UMASK)
 _FILE_MODE = 0o666 & ~_UMASK
 
 
-@contextlib.contextmanager
-def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a temp path beside ``target``; rename it onto ``target`` only if the block succeeds."""
+def ensure_parent(target: str | Path) -> Path:
+    """Make ``target``'s folder (and its parents); a clear error, not an OSError, where that is impossible."""
     target = Path(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise IcnetDeployError(f"{target}: cannot write here: {exc.strerror or exc}") from None
+    return target
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """Yield a temp path beside ``target``; rename it onto ``target`` only if the block succeeds."""
+    target = ensure_parent(target)
+    try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as exc:
         raise IcnetDeployError(f"{target}: cannot write here: {exc.strerror or exc}") from None

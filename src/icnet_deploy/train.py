@@ -34,7 +34,7 @@ from .data.folders import CityscapesDataset
 from .data.labels import CLASS_NAMES, IGNORE_ID, NUM_CLASSES
 from .data.transforms import preprocess_batch
 from .errors import DataError
-from .fileio import atomic_path
+from .fileio import atomic_path, ensure_parent
 from .hashing import sha256_bytes
 from .model.config import get_config
 from .model.icnet import ICNet
@@ -202,8 +202,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[int, dict]
 
     ``progress(iteration, stats)`` is called after every step (the CLI drives a bar with it).
     """
-    out = Path(cfg.out)
-    out.parent.mkdir(parents=True, exist_ok=True)  # before the data load, not after the first hour of steps
+    out = ensure_parent(cfg.out)  # before the data load, not after the first hour of steps
     state_path = out.with_suffix(".state.pt")
     log_path = out.with_suffix(".log.jsonl")
     raw_path = out.with_suffix(".raw.safetensors")
