@@ -121,3 +121,42 @@ def test_decode_cache_trains_identically_and_redecodes_changed_scenes(tiny_datas
     damaged.write_bytes(damaged.read_bytes()[:100])  # a truncated decoded file is decoded again
     _, labels3 = _load_split(data, "train", cache=cache)
     assert damaged.stat().st_size > 100 and all(np.array_equal(a, b) for a, b in zip(labels3, expected))
+
+
+def test_checkpoint_records_its_class_weights_and_adjust_logits_undoes_them(tiny_dataset, tmp_path):
+    """`train` writes the cross-entropy class weights it used into the provenance; the same weights come
+    back from the labels alone (`class_weights_of`, for checkpoints older than that record), and
+    `adjust-logits` removes tau·log w from the classifier bias either way."""
+    from icnet_deploy.model.weights import read_checkpoint
+    from icnet_deploy.train import class_weights_of
+
+    out = tmp_path / "m.safetensors"
+    train(TrainConfig(data=str(tiny_dataset), out=str(out), iters=2, batch=1, crop=(64, 128), warmup=1,
+                      val_every=100, threads=1))
+    recorded = load_model(out).checkpoint_info["provenance"]["class_weights"]
+    progress: list[tuple[int, int]] = []
+    assert class_weights_of(tiny_dataset, progress=lambda done, total: progress.append((done, total))) == recorded
+    assert progress[-1] == (4, 4) and len(recorded) == 19 and min(recorded) >= 0.5 and max(recorded) <= 4.0
+
+    cli = CliRunner()
+    from_provenance, from_data = tmp_path / "p.safetensors", tmp_path / "d.safetensors"
+    result = cli.invoke(app, ["adjust-logits", str(out), "--out", str(from_provenance), "--json"])
+    assert result.exit_code == 0, result.output
+    reported = json.loads(result.stdout)
+    assert reported["tau"] == 1.0 and reported["class_weights_from"] == "checkpoint provenance"
+    result = cli.invoke(app, ["adjust-logits", str(out), "--out", str(from_data), "--data", str(tiny_dataset), "--tau", "0.5"])
+    assert result.exit_code == 0, result.output
+    original = read_checkpoint(out)[0]["classifier.bias"]
+    shift = torch.log(torch.tensor(recorded))
+    torch.testing.assert_close(read_checkpoint(from_provenance)[0]["classifier.bias"], original - shift)
+    torch.testing.assert_close(read_checkpoint(from_data)[0]["classifier.bias"], original - 0.5 * shift)
+    assert read_checkpoint(from_data)[1]["provenance"]["logit_adjustment"]["class_weights_from"] == f"labels of {tiny_dataset}/train"
+
+    # Bad input: one line, exit 2, nothing written.
+    result = cli.invoke(app, ["adjust-logits", str(from_data), "--out", str(tmp_path / "x.safetensors")])
+    assert result.exit_code == 2 and "already logit-adjusted" in result.output
+    result = cli.invoke(app, ["adjust-logits", str(out), "--out", str(tmp_path / "x.safetensors"), "--data", str(tmp_path / "none")])
+    assert result.exit_code == 2 and "dataset folder not found" in result.output
+    result = cli.invoke(app, ["adjust-logits", str(out), "--out", str(tmp_path / "x.safetensors"), "--tau", "2"])
+    assert result.exit_code == 2
+    assert not (tmp_path / "x.safetensors").exists()

@@ -272,6 +272,42 @@ def average(
     console.print(f"wrote {out}: the average of {len(checkpoints)} checkpoints")
 
 
+@app.command("adjust-logits")
+@_cli_errors
+def adjust_logits(
+    checkpoint: Path = typer.Argument(..., help="Trained checkpoint (.safetensors)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Adjusted checkpoint to write (.safetensors)."),
+    data: Optional[Path] = typer.Option(None, help="Its training data (Cityscapes layout): the class weights are "
+                                        "computed from the train split's labels as `train` did. Default: the "
+                                        "weights the checkpoint's provenance records."),
+    tau: float = typer.Option(1.0, min=0.0, max=1.0, help="Share of the class weighting to remove "
+                              "(1 = all of it: the unweighted posterior)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the adjustment written into it as JSON on stdout."),
+) -> None:
+    """Remove the class weighting of training from the classifier's bias (post-hoc logit adjustment).
+
+    Weighted cross-entropy makes each logit learn + log w_c, so rare classes win near ties: stray
+    false-positive pixels of a class absent from an image. This subtracts tau·log w_c from the final
+    classifier's bias; nothing else changes. The shipped checkpoint is adjusted (models/README.md).
+
+    Example: `icnet-deploy adjust-logits work/ckpt/icnet.safetensors --data work/synth --out models/adjusted.safetensors`
+    """
+    from .model.weights import adjust_logits as run_adjust
+
+    weights = None
+    if data is not None:
+        from .train import class_weights_of
+
+        with _progress() as bar:
+            task = bar.add_task("label counts", total=None, status="")
+            weights = class_weights_of(data, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    provenance = run_adjust(checkpoint, out, weights, tau, weights_source=f"labels of {data}/train")
+    adjustment = provenance["logit_adjustment"]
+    if as_json:
+        emit_json({"checkpoint": str(out)} | adjustment)
+    console.print(f"wrote {out}: classifier bias − {tau:g}·log w (class weights from {adjustment['class_weights_from']})")
+
+
 @app.command()
 @_cli_errors
 def evaluate(

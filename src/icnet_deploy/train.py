@@ -41,7 +41,7 @@ from .model.icnet import ICNet
 from .model.losses import cascade_label_guidance_loss
 from .model.weights import read_checkpoint, save_checkpoint
 
-__all__ = ["TrainConfig", "train"]
+__all__ = ["TrainConfig", "train", "class_weights_of"]
 
 
 @dataclass(frozen=True)
@@ -159,13 +159,37 @@ def _decoded(dataset: CityscapesDataset, i: int, cache: Path) -> tuple[np.ndarra
     return np.load(files[0], mmap_mode="r"), np.load(files[1], mmap_mode="r")
 
 
+def _class_counts(label: np.ndarray) -> np.ndarray:
+    """Pixels per class on a 1-in-4 grid (what the weights are computed from)."""
+    ids = label[::4, ::4].reshape(-1)
+    ids = ids[ids != IGNORE_ID]
+    return np.bincount(ids, minlength=NUM_CLASSES)[:NUM_CLASSES].astype(np.float64)
+
+
 def _class_weights(labels: list[np.ndarray]) -> torch.Tensor:
     """Square-root inverse frequency (median-normalised, clipped to 0.5..4)."""
-    counts = np.zeros(NUM_CLASSES, dtype=np.float64)
-    for lab in labels:
-        ids = lab[::4, ::4].reshape(-1)
-        ids = ids[ids != IGNORE_ID]
-        counts += np.bincount(ids, minlength=NUM_CLASSES)[:NUM_CLASSES]
+    return _weights_from_counts(sum((_class_counts(lab) for lab in labels), np.zeros(NUM_CLASSES)))
+
+
+def class_weights_of(root: str | Path, split: str = "train",
+                     progress: Callable[[int, int], None] | None = None) -> list[float]:
+    """The cross-entropy class weights ``train`` uses on this dataset, from its label files alone.
+
+    Why: weighted cross-entropy adds log w_c to what each class's logit learns, and undoing that
+    (``model.weights.adjust_logits``) needs the same w; checkpoints trained before the weights were
+    recorded in their provenance get them back from their training data this way.
+    ``progress(done, total)`` is called after every label file.
+    """
+    dataset = CityscapesDataset(Path(root), split)
+    counts = np.zeros(NUM_CLASSES)
+    for i in range(len(dataset)):
+        counts += _class_counts(dataset.label(i))
+        if progress:
+            progress(i + 1, len(dataset))
+    return [float(w) for w in _weights_from_counts(counts)]
+
+
+def _weights_from_counts(counts: np.ndarray) -> torch.Tensor:
     freq = counts / max(counts.sum(), 1)
     present = freq > 0
     median = np.median(freq[present]) if present.any() else 1.0
@@ -250,7 +274,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[int, dict]
 
     def provenance() -> dict:
         config = {k: v for k, v in asdict(cfg).items() if k != "decode_cache"}  # a local folder, not a hyperparameter
-        return {"train_config": config, "iterations": it + 1, "train_seconds": round(elapsed), "history": history[-1:] }
+        return {"train_config": config, "iterations": it + 1, "train_seconds": round(elapsed), "history": history[-1:],
+                "class_weights": [float(w) for w in class_weights]}  # what adjust_logits needs to undo them
 
     def save() -> None:
         if ema is None:

@@ -156,3 +156,51 @@ def test_average_checkpoints_means_the_floats_and_records_its_inputs(saved, tmp_
     result = cli.invoke(app, ["average", str(path_a), str(path_c), "--out", str(tmp_path / "bad.safetensors")])
     assert result.exit_code == 2 and "differs" in result.output
     assert not (tmp_path / "one.safetensors").exists() and not (tmp_path / "bad.safetensors").exists()
+
+
+def test_adjust_logits_shifts_only_the_classifier_bias_and_every_output_pixel_by_tau_log_w(saved, tmp_path):
+    """The adjusted model's logits are the original ones minus tau·log w_c at every pixel (the shift
+    passes through the final bilinear resize); no other tensor changes; the provenance says how."""
+    from icnet_deploy.model.weights import adjust_logits
+
+    model, path = saved
+    weights = [0.5 + 0.2 * c for c in range(model.config.num_classes)]
+    out = tmp_path / "adjusted.safetensors"
+    provenance = adjust_logits(path, out, weights, tau=0.7, weights_source="a test")
+    before, info = read_checkpoint(path)
+    after, info_after = read_checkpoint(out)
+    assert [k for k in before if not torch.equal(before[k], after[k])] == ["classifier.bias"]
+    shift = 0.7 * torch.log(torch.tensor(weights))
+    adjusted = load_model(out)
+    x = torch.randn(1, 3, 64, 128)
+    with torch.no_grad():
+        torch.testing.assert_close(adjusted(x), model(x) - shift.view(1, -1, 1, 1), atol=1e-4, rtol=1e-6)
+    step = provenance["logit_adjustment"]
+    assert step["tau"] == 0.7 and step["class_weights_from"] == "a test"
+    assert step["source"]["sha256"] == info["sha256"]
+    assert info_after["provenance"] == provenance and provenance["note"] == "test"  # earlier provenance kept
+    # tau = 0 changes nothing but the provenance.
+    same = tmp_path / "same.safetensors"
+    adjust_logits(path, same, weights, tau=0.0)
+    assert all(torch.equal(before[k], v) for k, v in read_checkpoint(same)[0].items())
+
+
+def test_adjust_logits_refuses_bad_weights_twice_adjusted_and_unknown_weights(saved, tmp_path):
+    from icnet_deploy.model.weights import adjust_logits
+
+    model, path = saved
+    n = model.config.num_classes
+    out = tmp_path / "x.safetensors"
+    with pytest.raises(ModelError, match="records no class weights"):
+        adjust_logits(path, out)
+    with pytest.raises(ModelError, match=f"3 class weights for a classifier of {n} classes"):
+        adjust_logits(path, out, [1.0, 2.0, 3.0])
+    with pytest.raises(ModelError, match="positive"):
+        adjust_logits(path, out, [1.0] * (n - 1) + [0.0])
+    with pytest.raises(ModelError, match="tau"):
+        adjust_logits(path, out, [1.0] * n, tau=1.5)
+    assert not out.exists()
+    adjust_logits(path, out, [2.0] * n)
+    with pytest.raises(ModelError, match="already logit-adjusted"):
+        adjust_logits(out, tmp_path / "twice.safetensors", [2.0] * n)
+    assert not (tmp_path / "twice.safetensors").exists()

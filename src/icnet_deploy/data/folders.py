@@ -190,15 +190,19 @@ class CityscapesDataset:
             raise IndexError(f"index {i} out of range for {n} images")
         i %= n
         image = read_rgb(self.image_paths[i])
+        label = self.label(i)
         lp = self.label_paths[i]
-        if self._is_train_ids[i]:
-            label = read_train_ids(lp)
-        else:
-            label = label_ids_to_train_ids(_read_ids(lp, "label"))
         if label.shape != image.shape[:2]:
             raise DataError(f"{lp}: label size {label.shape[1]}×{label.shape[0]} does not match image "
                             f"{self.image_paths[i].name} size {image.shape[1]}×{image.shape[0]} (W×H).")
         return image, label
+
+    def label(self, i: int) -> np.ndarray:
+        """Train ids of image ``i`` alone (uint8 H×W, 255 = ignore): label statistics need no pixels."""
+        lp = self.label_paths[i]
+        if self._is_train_ids[i]:
+            return read_train_ids(lp)
+        return label_ids_to_train_ids(_read_ids(lp, "label"))
 
     def __repr__(self) -> str:
         return f"CityscapesDataset({str(self.root)!r}, split={self.split!r}, images={len(self)})"

@@ -29,6 +29,7 @@ __all__ = [
     "read_checkpoint",
     "load_model",
     "average_checkpoints",
+    "adjust_logits",
     "CheckpointInfo",
 ]
 
@@ -192,4 +193,50 @@ def average_checkpoints(paths: list[str | Path], out: str | Path) -> dict[str, A
     metadata = {_CONFIG_KEY: first_info.config.to_json(), _PROVENANCE_KEY: json.dumps(provenance, sort_keys=True)}
     with atomic_path(out) as tmp:
         save_file(averaged, str(tmp), metadata=metadata)
+    return provenance
+
+
+def adjust_logits(path: str | Path, out: str | Path, class_weights: list[float] | None = None,
+                  tau: float = 1.0, weights_source: str = "given") -> dict[str, Any]:
+    """Subtract ``tau``·log w_c from the final classifier's bias and write the result to ``out``
+    (atomically); returns the provenance written into it.
+
+    Why: training minimises class-weighted cross-entropy, whose optimum is the posterior times
+    w_c, so every logit carries + log w_c: rare classes win near ties, which buys recall and costs
+    false positives (a few stray pixels of a class absent from an image cost that class's whole IoU).
+    tau = 1 removes the weighting exactly (post-hoc logit adjustment, Menon et al., ICLR 2021);
+    0 < tau < 1 removes part of it. Only ``classifier.bias`` changes; the shift is constant per
+    class, so it passes unchanged through the final bilinear resize. ``class_weights`` default to
+    the ones the training run recorded in the checkpoint's provenance.
+    """
+    if not 0.0 <= tau <= 1.0:
+        raise ModelError(f"tau must be in 0..1 (1 undoes the class weighting exactly), got {tau}")
+    state, info = read_checkpoint(path)
+    provenance = dict(info["provenance"])
+    if "logit_adjustment" in provenance:
+        raise ModelError(f"{path}: already logit-adjusted (tau {provenance['logit_adjustment']['tau']}); "
+                         "adjust the checkpoint it was made from")
+    source = weights_source
+    if class_weights is None:
+        class_weights = provenance.get("class_weights")
+        source = "checkpoint provenance"
+        if class_weights is None:
+            raise ModelError(f"{path}: its provenance records no class weights; give the training data's "
+                             "(icnet-deploy adjust-logits --data DIR)")
+    weights = torch.tensor([float(w) for w in class_weights], dtype=torch.float32)
+    bias = state.get("classifier.bias")
+    if bias is None:
+        raise ModelError(f"{path}: no classifier.bias to adjust")
+    if weights.shape != bias.shape:
+        raise ModelError(f"{path}: {weights.numel()} class weights for a classifier of {bias.numel()} classes")
+    if not bool(torch.all(weights > 0)) or not bool(torch.all(torch.isfinite(weights))):
+        raise ModelError(f"class weights must be positive and finite, got {class_weights}")
+    state = dict(state)
+    state["classifier.bias"] = (bias.float() - tau * torch.log(weights)).to(bias.dtype).contiguous()
+    provenance["logit_adjustment"] = {"tau": tau, "class_weights": [float(w) for w in weights],
+                                      "class_weights_from": source,
+                                      "source": {"path": str(path), "sha256": info["sha256"]}}
+    metadata = {_CONFIG_KEY: info.config.to_json(), _PROVENANCE_KEY: json.dumps(provenance, sort_keys=True)}
+    with atomic_path(out) as tmp:
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata=metadata)
     return provenance
