@@ -301,7 +301,7 @@ def adjust_logits(
         with _progress() as bar:
             task = bar.add_task("label counts", total=None, status="")
             weights = class_weights_of(data, progress=lambda done, total: bar.update(task, completed=done, total=total))
-    provenance = run_adjust(checkpoint, out, weights, tau, weights_source=f"labels of {data}/train")
+    provenance = run_adjust(checkpoint, out, weights, tau, weights_source=f"labels of {data}/train" if data else "given")
     adjustment = provenance["logit_adjustment"]
     if as_json:
         emit_json({"checkpoint": str(out)} | adjustment)
