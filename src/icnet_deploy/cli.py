@@ -147,7 +147,12 @@ def info(
     for name, (bh, bw) in summary["branches"].items():
         table.add_row(f"size {name}", f"{bh}×{bw}")
     table.add_row("normalisation", f"mean {summary['config']['mean']} std {summary['config']['std']} (RGB, 0..255)")
-    prov = summary["provenance"]
+    prov = dict(summary["provenance"] or {})
+    adjustment = prov.pop("logit_adjustment", None)
+    if adjustment:  # its own row: the weight list would push it past the provenance row's cut
+        table.add_row("logit adjustment", f"classifier bias − {adjustment['tau']:g}·log w (class weights from "
+                      f"{adjustment['class_weights_from']}; made from sha256 {adjustment['source']['sha256'][:12]}…)")
+    prov.pop("class_weights", None)  # 19 numbers; in --json
     if prov:
         table.add_row("provenance", json.dumps(prov)[:300])
     console.print(table)
