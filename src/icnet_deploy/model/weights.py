@@ -65,10 +65,15 @@ class CheckpointInfo(dict):
 
 def save_checkpoint(model: ICNet, path: str | Path, provenance: dict[str, Any] | None = None, half: bool = False) -> None:
     """Write ``model``'s weights (fp32, or fp16 storage with ``half``) atomically."""
-    state = {k: (v.half() if half and v.is_floating_point() else v).detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    metadata = {_CONFIG_KEY: model.config.to_json(), _PROVENANCE_KEY: json.dumps(provenance or {}, sort_keys=True)}
+    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu() for k, v in model.state_dict().items()}
+    _write_state(state, model.config, provenance or {}, path)
+
+
+def _write_state(state: dict[str, torch.Tensor], config: ICNetConfig, provenance: dict[str, Any], path: str | Path) -> None:
+    """The one writer of weight files: tensors, config and provenance in the metadata, atomically."""
+    metadata = {_CONFIG_KEY: config.to_json(), _PROVENANCE_KEY: json.dumps(provenance, sort_keys=True)}
     with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata=metadata)
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata=metadata)
 
 
 def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -186,13 +191,11 @@ def average_checkpoints(paths: list[str | Path], out: str | Path) -> dict[str, A
     for key, tensor in first_state.items():
         if tensor.is_floating_point():
             total = sum(state[key].float() for state, _ in loaded)
-            averaged[key] = (total / len(loaded)).contiguous()
+            averaged[key] = total / len(loaded)
         else:
-            averaged[key] = tensor.contiguous()
+            averaged[key] = tensor
     provenance = {"averaged_from": [{"path": str(p), "sha256": info["sha256"]} for p, (_, info) in zip(paths, loaded)]}
-    metadata = {_CONFIG_KEY: first_info.config.to_json(), _PROVENANCE_KEY: json.dumps(provenance, sort_keys=True)}
-    with atomic_path(out) as tmp:
-        save_file(averaged, str(tmp), metadata=metadata)
+    _write_state(averaged, first_info.config, provenance, out)
     return provenance
 
 
@@ -230,13 +233,10 @@ def adjust_logits(path: str | Path, out: str | Path, class_weights: list[float] 
     if weights.shape != bias.shape:
         raise ModelError(f"{path}: {weights.numel()} class weights for a classifier of {bias.numel()} classes")
     if not bool(torch.all(weights > 0)) or not bool(torch.all(torch.isfinite(weights))):
-        raise ModelError(f"class weights must be positive and finite, got {class_weights}")
-    state = dict(state)
-    state["classifier.bias"] = (bias.float() - tau * torch.log(weights)).to(bias.dtype).contiguous()
+        raise ModelError(f"{path}: class weights must be positive and finite, got {class_weights}")
+    state["classifier.bias"] = (bias.float() - tau * torch.log(weights)).to(bias.dtype)
     provenance["logit_adjustment"] = {"tau": tau, "class_weights": [float(w) for w in weights],
                                       "class_weights_from": source,
                                       "source": {"path": str(path), "sha256": info["sha256"]}}
-    metadata = {_CONFIG_KEY: info.config.to_json(), _PROVENANCE_KEY: json.dumps(provenance, sort_keys=True)}
-    with atomic_path(out) as tmp:
-        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata=metadata)
+    _write_state(state, info.config, provenance, out)
     return provenance
