@@ -69,6 +69,11 @@ def test_int8_engine_runs_through_load(int8_build):
     with load(out) as r:
         y = r.infer(np.zeros((1, 3, 128, 256), np.float32))
         assert y.shape == (1, 19, 128, 256) and r.describe()["precision"] == "int8"
+        # the QDQ graph also runs up to its final Resize, and gives the full graph's labels from there
+        x = np.random.default_rng(3).standard_normal((1, 3, 128, 256)).astype(np.float32)
+        coarse = r.infer_for_labels(x)
+        assert coarse.shape == (1, 19, 32, 64)
+        assert (r.predict_labels(x) == r.infer(x).argmax(1)).all()
 
 
 def test_calibration_cache_is_reused(int8_build, small_onnx, tmp_path):

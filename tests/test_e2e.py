@@ -97,3 +97,23 @@ def test_shipped_checkpoint_meets_the_miou_target_on_unseen_sets_through_the_cli
     scores = json.loads(result.stdout[result.stdout.find("{"):])
     assert scores["miou"] >= 75.0
     assert scores["miou"] == pytest.approx(card_miou, abs=0.05)  # CPU kernels differ in the last bits, not in mIoU
+
+
+def test_labels_skip_the_final_upsample_and_match_the_full_output(shipped, fp32_engine, int8_engine):
+    """`infer`/`bench` stop before the ×4 upsample (`Runner.infer_for_labels`) and take the labels from there:
+    at 1024×2048, on a real photograph and a generated scene, exactly the full output's argmax."""
+    from icnet_deploy.assets import real_photos
+    from icnet_deploy.backends import load
+    from icnet_deploy.data.folders import read_rgb
+    from icnet_deploy.data.synthetic import generate_scene
+    from icnet_deploy.data.transforms import resize_image
+    from icnet_deploy.infer import prepare
+
+    images = [resize_image(read_rgb(real_photos()[0]), (H, W)), generate_scene(960_000, H, W)[0]]
+    for path in (shipped, fp32_engine, int8_engine):
+        with load(path, threads=2) as runner:
+            for image in images:
+                x = prepare(runner, image)
+                assert runner.infer_for_labels(x).shape == (1, 19, H // 4, W // 4)
+                full = runner.infer(x).argmax(1)
+                assert (runner.predict_labels(x) == full).all(), path.name

@@ -117,17 +117,19 @@ def test_onnxruntime_threads_do_not_spin_during_infer(inputs, tmp_path, small_on
     assert report.passed and runner.spinning is False and not runner.is_active
 
 
-def test_to_labels_methods(monkeypatch):
-    import icnet_deploy.infer as infer_mod
+def test_to_labels_methods():
+    import torch
 
     logits = np.random.default_rng(0).standard_normal((19, 32, 64)).astype(np.float32)
     labels, method = to_labels(logits, "logits", (32, 64))
-    assert method == "none" and (labels == logits.argmax(0)).all()
+    assert method == "none" and (labels == logits.argmax(0)).all() and labels.dtype == np.uint8
     labels, method = to_labels(logits, "logits", (50, 70))
-    assert method == "logits-bilinear" and labels.shape == (50, 70)
-    monkeypatch.setattr(infer_mod, "LOGITS_RESIZE_BUDGET", 19 * 50 * 70 - 1)
-    labels, method = to_labels(logits, "logits", (50, 70))
-    assert method == "labels-nearest" and labels.shape == (50, 70) and labels.dtype == np.uint8
+    up = torch.nn.functional.interpolate(torch.from_numpy(logits)[None], size=(50, 70), mode="bilinear",
+                                         align_corners=False)[0].argmax(0).numpy()
+    assert method == "logits-bilinear" and (labels == up).all()
+    # 1/4-resolution logits from an engine that ran at the image's size: same labels, method "none"
+    labels, method = to_labels(logits, "logits", (128, 256), ran_at=(128, 256))
+    assert method == "none" and labels.shape == (128, 256)
     ids = logits.argmax(0).astype(np.uint8)
     labels, method = to_labels(ids, "labels", (64, 128))
     assert method == "labels-nearest" and (labels[::2, ::2] == ids).all()

@@ -7,7 +7,9 @@
   thermal throttling) hits all engines alike instead of whichever happened to run last.
 * **Two timings.** ``compute``: ``runner.infer`` on a ready float32 N×3×H×W batch (the engine and
   its host↔device copies). ``end_to_end``: from uint8 H×W×3 images at ``size`` to uint8 labels at
-  ``size`` — resize to the engine's input, normalise, infer, map back (see ``infer.to_labels``).
+  ``size`` — resize to the engine's input, normalise, infer up to the logits before the model's
+  final upsample where the backend can stop there (``Runner.infer_for_labels``), then the exact
+  labels of that upsample at ``size`` (``infer.to_labels``).
 * **Spread, not the best run.** p50/p90/p99, mean, std, min and max in ms; ``cv`` (std/mean) and
   a ``noisy`` flag when it exceeds 10 %; the 1-minute load average before and after the run.
   Throughput is images/s from the *mean* latency (batch · 1000 / mean ms).
@@ -195,9 +197,9 @@ def _end_to_end(runner: Runner, images: list[np.ndarray]) -> None:
     x = np.concatenate([prepare(runner, im) for im in images], axis=0)
     if x.shape[0] < n:
         x = np.concatenate([x, np.repeat(x[-1:], n - x.shape[0], axis=0)], axis=0)
-    out = runner.infer(x)
+    out = runner.infer_for_labels(x)
     for k, im in enumerate(images):
-        to_labels(out[k], runner.output_kind, im.shape[:2])
+        to_labels(out[k], runner.output_kind, im.shape[:2], x.shape[-2:])
 
 
 @dataclass
@@ -364,7 +366,7 @@ def bench(
         method={
             "order": "round-robin, rotating the first engine each iteration; warm-up calls not timed",
             "compute": "runner.infer on a ready float32 N×3×H×W batch (includes host↔device copies)",
-            "end_to_end": "uint8 images at size → resize/normalise → infer → labels at size",
+            "end_to_end": "uint8 images at size → resize/normalise → infer (to the 1/4-resolution logits where the backend can) → exact labels at size",
             "throughput": "images/s = batch·1000 / mean latency",
             "memory": "fresh process per engine: VmHWM after imports vs after load + warm-up + "
                       f"{PROBE_ITERS} calls (engine_rss_mib = the growth); CUDA: torch.cuda.max_memory_allocated "

@@ -13,11 +13,13 @@ dynamic engine (eager, dynamic ONNX) runs at the image's own size (raised to the
 minimum / multiple when needed). The result is mapped back to the input size by one of:
 
 * ``none`` — the engine ran at the image's size;
-* ``logits-bilinear`` — logits engines: the N×C logits are resized bilinearly (as the model's own
-  upsampling does) and then argmax'ed, when that costs at most ``LOGITS_RESIZE_BUDGET`` values
-  (2**26 floats = 256 MiB; a 1024×2048 output with 19 classes is 40 M);
-* ``labels-nearest`` — labels engines, and logits beyond that budget: the label map is resized
-  with nearest neighbour (ids are never blended).
+* ``logits-bilinear`` — logits engines: the labels of the logits resized bilinearly (as the model's
+  own upsampling does), computed without building the resized logits (``upsample.bilinear_argmax``);
+* ``labels-nearest`` — labels engines: the label map is resized with nearest neighbour (ids are
+  never blended).
+
+Logits engines skip their own final upsample here (``Runner.infer_for_labels``): the 1/4-resolution
+logits go to the writer threads, which turn them into the same labels the full output would give.
 
 The report counts which method each image got.
 
@@ -57,11 +59,9 @@ __all__ = [
     "prepare",
     "to_labels",
     "predict",
-    "LOGITS_RESIZE_BUDGET",
     "SUFFIXES",
 ]
 
-LOGITS_RESIZE_BUDGET = 2**26  # C·H·W float32 values resized bilinearly at most (256 MiB); else labels by nearest
 SUFFIXES = {"train_ids": "_labelTrainIds.png", "label_ids": "_labelIds.png", "color": "_color.png", "overlay": "_overlay.jpg"}
 OVERLAY_ALPHA = 0.5
 JPEG_QUALITY = 90
@@ -92,30 +92,29 @@ def prepare(runner: Runner, image: np.ndarray) -> np.ndarray:
     return preprocess(np.ascontiguousarray(resized), runner.mean, runner.std)
 
 
-def resize_method(output_kind: str, num_classes: int, out_hw: tuple[int, int], size: tuple[int, int]) -> str:
-    """How an engine output at ``out_hw`` is mapped back to ``size``: none | logits-bilinear | labels-nearest."""
-    if tuple(out_hw) == tuple(size):
+def resize_method(output_kind: str, ran_at: tuple[int, int], size: tuple[int, int]) -> str:
+    """How an engine that ran at ``ran_at`` is mapped back to ``size``: none | logits-bilinear | labels-nearest."""
+    if tuple(ran_at) == tuple(size):
         return "none"
-    if output_kind == "logits" and num_classes * size[0] * size[1] <= LOGITS_RESIZE_BUDGET:
-        return "logits-bilinear"
-    return "labels-nearest"
+    return "logits-bilinear" if output_kind == "logits" else "labels-nearest"
 
 
-def to_labels(output: np.ndarray, output_kind: str, size: tuple[int, int]) -> tuple[np.ndarray, str]:
-    """One image's engine output (C×h×w logits or h×w labels) → (uint8 H×W train ids at ``size``, method)."""
-    out_hw = output.shape[-2:]
-    num_classes = output.shape[0] if output_kind == "logits" else 0
-    method = resize_method(output_kind, num_classes, out_hw, size)
-    if method == "logits-bilinear":
-        import torch
+def to_labels(output: np.ndarray, output_kind: str, size: tuple[int, int],
+              ran_at: tuple[int, int] | None = None) -> tuple[np.ndarray, str]:
+    """One image's engine output (C×h×w logits or h×w labels) → (uint8 H×W train ids at ``size``, method).
 
-        with torch.inference_mode():
-            t = torch.from_numpy(np.ascontiguousarray(output, dtype=np.float32))[None]
-            up = torch.nn.functional.interpolate(t, size=tuple(size), mode="bilinear", align_corners=False)
-            return up[0].argmax(0).to(torch.uint8).numpy(), method
-    labels = output.argmax(0) if output_kind == "logits" else output
-    labels = np.asarray(labels).astype(np.uint8)
-    return (labels if method == "none" else resize_labels(labels, size)), method
+    Logits at any resolution — the engine's full output, or the 1/4-resolution logits of
+    ``Runner.infer_for_labels`` — become the labels of their bilinear upsample to ``size``,
+    exactly (``upsample.bilinear_argmax``). ``ran_at`` is the size the engine ran at (default:
+    the output's), which is what ``method`` reports.
+    """
+    from .upsample import bilinear_argmax
+
+    method = resize_method(output_kind, ran_at or output.shape[-2:], size)
+    if output_kind == "logits":
+        return bilinear_argmax(output, size), method
+    labels = np.asarray(output).astype(np.uint8)
+    return (labels if labels.shape == tuple(size) else resize_labels(labels, size)), method
 
 
 def predict(runner: Runner, images: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -125,7 +124,7 @@ def predict(runner: Runner, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         x = prepare(runner, image)
         if runner.batch_size and runner.batch_size > 1:
             x = np.repeat(x, runner.batch_size, axis=0)
-        out.append(to_labels(runner.infer(x)[0], runner.output_kind, image.shape[:2])[0])
+        out.append(to_labels(runner.infer_for_labels(x)[0], runner.output_kind, image.shape[:2], x.shape[-2:])[0])
     return out
 
 
@@ -344,10 +343,10 @@ def _run(runner: Runner, source, output: Path, files: list[Path], names: list[di
                 stats["read"] += time.perf_counter() - t
         return i, image, x
 
-    def write(i: int, image: np.ndarray, out: np.ndarray) -> str:
+    def write(i: int, image: np.ndarray, out: np.ndarray, ran_at: tuple[int, int]) -> str:
         t = time.perf_counter()
         try:
-            labels, method = to_labels(out, runner.output_kind, image.shape[:2])
+            labels, method = to_labels(out, runner.output_kind, image.shape[:2], ran_at)
             _write_outputs(image, labels, names[i])
             return method
         finally:
@@ -390,12 +389,12 @@ def _run(runner: Runner, source, output: Path, files: list[Path], names: list[di
             x = np.concatenate([x, np.repeat(x[-1:], static_batch - len(group), axis=0)], axis=0)
         sizes_used.add(tuple(x.shape[2:]))
         t = time.perf_counter()
-        out = runner.infer(x)
+        out = runner.infer_for_labels(x)
         engine_s += time.perf_counter() - t
         for k, (i, image, _) in enumerate(group):
             while len(pending_writes) >= max_pending_writes:
                 finish_write(*pending_writes.popleft())
-            pending_writes.append((i, write_pool.submit(write, i, image, out[k])))
+            pending_writes.append((i, write_pool.submit(write, i, image, out[k], x.shape[-2:])))
 
     depth = 2 * batch + readers  # decoded images allowed to wait for the engine
     with ThreadPoolExecutor(readers, thread_name_prefix="icnet-read") as read_pool, \

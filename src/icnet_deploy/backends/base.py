@@ -110,20 +110,34 @@ class Runner(ABC):
 
     # -- inference -------------------------------------------------------------------------
     def infer(self, batch: np.ndarray) -> np.ndarray:
+        return self._timed(self._infer_impl, batch)
+
+    def infer_for_labels(self, batch: np.ndarray) -> np.ndarray:
+        """What ``infer`` returns, or the logits *before* the model's final bilinear upsample.
+
+        For a caller that only wants labels: ``infer.to_labels`` (``upsample.bilinear_argmax``)
+        turns either into the same labels, and skipping the upsample saves the largest tensor
+        the model writes (19×H×W floats). Backends that cannot stop early return ``infer``'s output.
+        """
+        return self._timed(self._infer_for_labels_impl, batch)
+
+    def predict_labels(self, batch: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+        """N×H×W uint8 train ids at ``size`` (default: the input's), whichever kind of output the artifact has."""
+        from ..infer import to_labels
+
+        size = tuple(size) if size is not None else tuple(batch.shape[-2:])
+        out = self.infer_for_labels(batch)
+        return np.stack([to_labels(o, self.output_kind, size)[0] for o in out])
+
+    def _timed(self, run, batch: np.ndarray) -> np.ndarray:
         if not self.is_active:
             raise IcnetDeployError(f"{self.name}: runner is not active (use `with runner:` or activate())")
         batch = check_input(batch, height=self.input_height, width=self.input_width,
                             batch_size=self.batch_size, size_rule=self.size_rule, what=self.name)
         start = time.perf_counter()
-        out = self._infer_impl(batch)
+        out = run(batch)
         self.last_inference_ms = (time.perf_counter() - start) * 1e3
         return out
-
-    def predict_labels(self, batch: np.ndarray) -> np.ndarray:
-        """N×H×W uint8 train ids, whichever kind of output the artifact has."""
-        out = self.infer(batch)
-        labels = out.argmax(1) if self.output_kind == "logits" else out
-        return labels.astype(np.uint8)
 
     def describe(self) -> dict[str, Any]:
         """What runs: backend, device, precision, provider — for tables and reports."""
@@ -135,6 +149,9 @@ class Runner(ABC):
 
     @abstractmethod
     def _infer_impl(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def _infer_for_labels_impl(self, batch: np.ndarray) -> np.ndarray:
+        return self._infer_impl(batch)
 
     def _deactivate_impl(self) -> None:  # noqa: B027 - optional hook
         pass

@@ -13,7 +13,8 @@ from typing import Any
 from ..errors import ArtifactError, BackendUnavailable
 from .base import Runner
 
-__all__ = ["create_session", "OnnxRuntimeRunner", "INSTALL_HINT", "resolve_providers", "active_provider"]
+__all__ = ["create_session", "OnnxRuntimeRunner", "INSTALL_HINT", "resolve_providers", "active_provider",
+           "coarse_logits_graph"]
 
 INSTALL_HINT = "pip install icnet-deploy[cpu]  (or icnet-deploy[gpu] for onnxruntime-gpu; never both)"
 
@@ -51,6 +52,53 @@ def create_session(path: str | Path | bytes, providers: Sequence[str] | None = N
         what = "model" if isinstance(path, bytes) else str(path)
         message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ArtifactError(f"{what}: onnxruntime cannot load it: {message}") from None
+
+
+def coarse_logits_graph(proto: Any) -> Any | None:
+    """A copy of the graph that stops before its final bilinear Resize of the logits; None if it has none.
+
+    The graph ICNet exports ends in ``Resize(logits at 1/4 → H×W, linear, half_pixel)``;
+    everything before it is kept and nothing else is touched, so the new output is exactly the
+    tensor the Resize read. ``upsample.bilinear_argmax`` then gives the labels the full graph's
+    argmax would (see ``Runner.infer_for_labels``). Labels graphs (ArgMax at the end) and any
+    graph that does not end in such a Resize are left alone (None).
+    """
+    import onnx
+    from onnx import helper
+
+    graph = proto.graph
+    if len(graph.output) != 1:
+        return None
+    final = next((n for n in graph.node if graph.output[0].name in n.output), None)
+    if final is None or final.op_type != "Resize":
+        return None
+    attrs = {a.name: helper.get_attribute_value(a) for a in final.attribute}
+    if (attrs.get("mode", b"nearest") != b"linear" or attrs.get("antialias", 0)
+            or attrs.get("coordinate_transformation_mode", b"half_pixel") not in (b"half_pixel", b"pytorch_half_pixel")):
+        return None
+    source = final.input[0]
+    producer = {o: k for k, n in enumerate(graph.node) for o in n.output}
+    needed, kept, todo = {source}, set(), [source]
+    while todo:  # walk back from the new output (the quantizer does not keep nodes sorted)
+        k = producer.get(todo.pop())
+        if k is not None and k not in kept:
+            kept.add(k)
+            fresh = [i for i in graph.node[k].input if i and i not in needed]
+            needed.update(fresh)
+            todo.extend(fresh)
+    coarse = onnx.ModelProto()
+    coarse.CopyFrom(proto)
+    del coarse.graph.node[:]
+    coarse.graph.node.extend(graph.node[k] for k in sorted(kept))  # original order
+    inits = [t for t in coarse.graph.initializer if t.name in needed]
+    del coarse.graph.initializer[:]
+    coarse.graph.initializer.extend(inits)
+    old = graph.output[0].type.tensor_type
+    dims = [d.dim_param or d.dim_value for d in old.shape.dim]
+    out_dims = dims[:2] + [None, None] if len(dims) == 4 else None
+    del coarse.graph.output[:]
+    coarse.graph.output.append(helper.make_tensor_value_info(source, old.elem_type, out_dims))
+    return coarse
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,20 +208,35 @@ class OnnxRuntimeRunner(Runner):
             # onnxruntime-gpu drops a provider it cannot start without an error: never time a CPU run as a GPU one
             raise BackendUnavailable(f"{self.path}: onnxruntime could not start {wanted} here (no usable GPU, driver "
                                      "or TensorRT libraries) and fell back to the CPU")
-        self._session = session
+        self._session, self._providers, self._coarse = session, providers, None
 
     def _infer_impl(self, batch: Any) -> Any:
+        return self._run(self._session, batch, [self.output_name])
+
+    def _run(self, session: Any, batch: Any, outputs: list[str] | None = None) -> Any:
         import numpy as np
 
         if self._input_dtype == "float16":
             batch = batch.astype(np.float16)
-        out = self._session.run([self.output_name], {self.input_name: batch})[0]
+        out = session.run(outputs, {self.input_name: batch})[0]
         if self.output_kind == "logits" and out.dtype != np.float32:
             out = out.astype(np.float32)
         return out
 
+    def _infer_for_labels_impl(self, batch: Any) -> Any:
+        if self._coarse is None:  # built on first use: only callers that want labels pay for it
+            import onnx
+
+            graph = coarse_logits_graph(onnx.load(str(self.path))) if self.output_kind == "logits" else None
+            self._coarse = (create_session(graph.SerializeToString(), providers=self._providers, threads=self.threads,
+                                           spinning=self.spinning) if graph is not None else False)
+        if self._coarse is False:
+            return self._infer_impl(batch)
+        return self._run(self._coarse, batch)
+
     def _deactivate_impl(self) -> None:
         del self._session
+        self._coarse = None
 
     def _describe_impl(self) -> dict[str, Any]:
         return {

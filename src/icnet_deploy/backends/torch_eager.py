@@ -51,13 +51,20 @@ class TorchRunner(Runner):
         self.checkpoint_info = getattr(model, "checkpoint_info", None) or {}
 
     def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        return self._run(batch, coarse=False)
+
+    def _infer_for_labels_impl(self, batch: np.ndarray) -> np.ndarray:
+        return self._run(batch, coarse=True)
+
+    def _run(self, batch: np.ndarray, coarse: bool) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
             x = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
             if self.precision == "fp16":
                 x = x.half()
-            out = self._net(x).float()
+            coarse = coarse and hasattr(self._net, "forward_coarse")  # any other nn.Module: its own output
+            out = (self._net.forward_coarse(x) if coarse else self._net(x)).float()
             return out.cpu().numpy()
 
     def _deactivate_impl(self) -> None:

@@ -146,6 +146,17 @@ class ICNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: Tensor) -> Tensor | CascadeOutputs:
+        out = self.forward_coarse(x)
+        if self.training:
+            return out
+        return _resize(out, (x.shape[-2], x.shape[-1]))
+
+    def forward_coarse(self, x: Tensor) -> Tensor | CascadeOutputs:
+        """``forward`` without the final bilinear upsample: logits at 1/4 of the input (the cascade's outputs in training).
+
+        For callers that only want labels: ``upsample.bilinear_argmax`` gives the same labels
+        from these without writing the full-resolution logits.
+        """
         height, width = x.shape[-2], x.shape[-1]
         t = self.trunk
         # Shared trunk on the 1/2 image, up to conv3_1 (1/16 of the input).
@@ -168,4 +179,4 @@ class ICNet(nn.Module):
                 sub24=self.cff_8.aux_classifier(low_up8),
                 sub124=logits,
             )
-        return _resize(logits, (height, width))
+        return logits
