@@ -36,6 +36,7 @@ from .bias_correction import BIAS_CORRECTION_IMAGES, correct_biases
 from .errors import ArtifactError, IcnetDeployError
 from .fileio import atomic_path
 from .manifest import ONNX_METADATA_KEY, Manifest, library_versions, manifest_path, read_manifest, write_manifest
+from .upsample import argmax_classes
 from .weight_rounding import WEIGHT_ROUNDING_IMAGES, apply_rounding, round_weights
 
 __all__ = ["BACKENDS", "DEFAULT_TARGET_AGREEMENT", "PRECISIONS", "WEIGHT_ROUNDINGS", "build_engine", "held_out_parity"]
@@ -114,7 +115,7 @@ def held_out_parity(reference: Any, candidate: Any, *, mean: Sequence[float], st
         a = ref.run(None, {name_in: x})[0].astype(np.float32)
         b = cand.run(None, {cand.get_inputs()[0].name: x.astype(np.float16) if cand.get_inputs()[0].type == "tensor(float16)" else x})[0]
         b = b.astype(np.float32)
-        la, lb = a.argmax(1)[0], b.argmax(1)[0]
+        la, lb = argmax_classes(a[0]), argmax_classes(b[0])
         agree = float((la == lb).mean()) * 100
         err = float(np.abs(a - b).max())
         max_err = max(max_err, err)

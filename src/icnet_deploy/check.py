@@ -46,6 +46,7 @@ import numpy as np
 
 from .errors import DataError, IcnetDeployError
 from .metrics import ConfusionMatrix
+from .upsample import argmax_classes
 
 __all__ = ["check", "CheckReport", "Thresholds", "default_thresholds", "DEFAULT_THRESHOLDS", "HELDOUT_SEED",
            "heldout_scenes", "write_junit"]
@@ -248,8 +249,8 @@ class _SetStats:
             size: tuple[int, int], truth: np.ndarray | None) -> None:
         from .infer import to_labels
 
-        ref_labels = ref_logits.argmax(0).astype(np.uint8)
-        eng_labels = (eng_out.argmax(0) if output_kind == "logits" else eng_out).astype(np.uint8)
+        ref_labels = argmax_classes(ref_logits)
+        eng_labels = argmax_classes(eng_out) if output_kind == "logits" else eng_out.astype(np.uint8)
         if eng_labels.shape != ref_labels.shape:
             raise IcnetDeployError(f"engine output {eng_labels.shape} and eager output {ref_labels.shape} differ in size")
         same = eng_labels == ref_labels

@@ -60,6 +60,7 @@ import numpy as np
 from .errors import ArtifactError, DataError, IcnetDeployError
 from .fileio import atomic_write_text
 from .hashing import sha256_bytes, sha256_file
+from .upsample import labels_of
 
 __all__ = [
     "CALIB_METHODS",
@@ -642,8 +643,8 @@ def convert_fp16(model: Any, *, keep_ops: Sequence[str] = FP16_KEEP_OPS, keep_no
 # --------------------------------------------------------------------------------------------
 def label_agreement(reference: np.ndarray, candidate: np.ndarray) -> float:
     """Percent of pixels whose argmax class agrees (N×C×H×W logits, or N×H×W labels)."""
-    a = reference.argmax(1) if reference.ndim == 4 else reference
-    b = candidate.argmax(1) if candidate.ndim == 4 else candidate
+    a = labels_of(reference) if reference.ndim == 4 else reference
+    b = labels_of(candidate) if candidate.ndim == 4 else candidate
     return 100.0 * float((a == b).mean())
 
 
@@ -775,7 +776,7 @@ def sensitivity_search(
     ranking = batches[:max(1, rank_batches)]
     session = _session(proto, threads)
     name_in = session.get_inputs()[0].name
-    ref_labels = [session.run(None, {name_in: b})[0].argmax(1).astype(np.uint8) for b in batches]
+    ref_labels = [labels_of(session.run(None, {name_in: b})[0]) for b in batches]
     ref_logits = _run_all(session, ranking)  # full logits only where the logit error is needed
     del session
     ref_var = float(np.mean([r.var() for r in ref_logits])) or 1.0
@@ -783,7 +784,7 @@ def sensitivity_search(
 
     def agreement(q: Any) -> float:
         s = _session(q, threads)
-        return float(np.mean([100.0 * float((s.run(None, {name_in: b})[0].argmax(1) == r).mean())
+        return float(np.mean([100.0 * float((labels_of(s.run(None, {name_in: b})[0]) == r).mean())
                               for b, r in zip(batches, ref_labels)]))
 
     def trial_graph(exclude: Iterable[str]) -> Any:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["argmax_classes", "bilinear_argmax", "bilinear_taps"]
+__all__ = ["argmax_classes", "bilinear_argmax", "bilinear_taps", "labels_of"]
 
 _CHUNK = 1 << 19  # boundary pixels interpolated at once: bounds the scratch memory to ~40 MB per array
 
@@ -46,6 +46,15 @@ def argmax_classes(logits: np.ndarray) -> np.ndarray:
         np.maximum(best, logits[c], out=best)
         np.putmask(labels, better, c)
     return labels
+
+
+def labels_of(logits: np.ndarray) -> np.ndarray:
+    """N×C×H×W (or C×H×W) logits → N×H×W (or H×W) labels, by ``argmax_classes``."""
+    if logits.ndim == 3:
+        return argmax_classes(logits)
+    if logits.ndim != 4:
+        raise ValueError(f"expected N×C×H×W logits, got shape {logits.shape}")
+    return np.stack([argmax_classes(one) for one in logits])
 
 
 def bilinear_taps(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
