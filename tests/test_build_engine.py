@@ -148,6 +148,10 @@ def test_fp16_engine(small_onnx, tmp_path):
     assert any("/Conv" in n for n in early) and all("first layers" in d["fp32_layers"][n] for n in early)
     kept_types = {n.op_type for n in onnx.load(str(tmp_path / "fp16.onnx")).graph.node if n.name in early}
     assert "Conv" in kept_types  # the stem's and layer1's convolutions are still there, in fp32
+    graph = onnx.load(str(tmp_path / "fp16.onnx")).graph
+    final = next(n for n in graph.node if "logits" in n.output)
+    assert final.op_type == "Resize"  # no fp32 → fp16 → fp32 rounding of the output after the fp32 Resize
+    assert graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert "not faster on CPU" in d["note"]
     for s in d["parity"]["sets"].values():
         assert s["agreement_pct"] >= 99.0  # random weights; the trained checkpoint gives ≥ 99.9

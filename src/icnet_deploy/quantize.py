@@ -632,10 +632,49 @@ def convert_fp16(model: Any, *, keep_ops: Sequence[str] = FP16_KEEP_OPS, keep_no
     proto = onnx.ModelProto()
     proto.CopyFrom(_load(model))
     with contextlib.redirect_stdout(io.StringIO()):
-        return convert_float_to_float16(
+        converted = convert_float_to_float16(
             proto, keep_io_types=keep_io_types, op_block_list=list(DEFAULT_OP_BLOCK_LIST) + list(keep_ops),
             node_block_list=list(keep_nodes),
         )
+    return _drop_output_round_trip(converted)
+
+
+def _drop_output_round_trip(proto: Any) -> Any:
+    """Remove the fp32 → fp16 → fp32 Cast pair the converter puts after an fp32 node that ends the graph.
+
+    With ``keep_io_types`` and the final Resize kept in fp32, the converter casts the Resize's
+    fp32 output to fp16 and back: a rounding of the logits that buys nothing and hides the
+    Resize from ``coarse_logits_graph`` (so ``infer`` could not skip it). The graph output keeps
+    its name and stays float32; it is now the Resize's output itself.
+    """
+    import onnx
+    from onnx import TensorProto
+
+    graph = proto.graph
+    if len(graph.output) != 1:
+        return proto
+    out = graph.output[0].name
+    producer = {o: n for n in graph.node for o in n.output}
+
+    def cast_to(node: Any, dtype: int) -> bool:
+        return node is not None and node.op_type == "Cast" and any(
+            a.name == "to" and a.i == dtype for a in node.attribute)
+
+    outer = producer.get(out)
+    inner = producer.get(outer.input[0]) if cast_to(outer, TensorProto.FLOAT) else None
+    if not cast_to(inner, TensorProto.FLOAT16):
+        return proto
+    source = inner.input[0]
+    typed = onnx.shape_inference.infer_shapes(proto)
+    types = {v.name: v.type.tensor_type.elem_type for v in list(typed.graph.value_info) + list(typed.graph.output)}
+    readers = [n for n in graph.node if source in n.input]
+    if types.get(source) != TensorProto.FLOAT or readers != [inner] or source not in producer:
+        return proto
+    last = producer[source]
+    last.output[list(last.output).index(source)] = out
+    graph.node.remove(inner)
+    graph.node.remove(outer)
+    return proto
 
 
 # --------------------------------------------------------------------------------------------
