@@ -20,6 +20,8 @@ minimum / multiple when needed). The result is mapped back to the input size by 
 
 Logits engines skip their own final upsample here (``Runner.infer_for_labels``): the 1/4-resolution
 logits go to the writer threads, which turn them into the same labels the full output would give.
+For an image that the engine ran at another size, those logits are upsampled straight to the
+image's size: one bilinear step, where the full output would have been resized a second time.
 
 The report counts which method each image got.
 

@@ -1,9 +1,10 @@
 """One Runner lifecycle for every backend (after Polygraphy's ``backend/base/runner.py``).
 
-The public methods — ``activate``/``infer``/``deactivate``, the context manager and
-``describe`` — live here once: state guards, input validation against the size rule, timing.
-A backend overrides only the small ``_activate_impl``/``_infer_impl``/``_deactivate_impl``
-hooks and imports its framework lazily inside them.
+The public methods — ``activate``/``infer``/``infer_for_labels``/``predict_labels``/``deactivate``,
+the context manager and ``describe`` — live here once: state guards, input validation against
+the size rule, timing. A backend overrides only the small ``_activate_impl``/``_infer_impl``/
+``_deactivate_impl`` hooks (and, where it can stop before the model's final upsample,
+``_infer_for_labels_impl``) and imports its framework lazily inside them.
 """
 
 from __future__ import annotations
