@@ -108,6 +108,15 @@ def test_each_calibration_method(caches, pre, method):
     assert (cache.percentile is not None) == (method == "percentile")
 
 
+@pytest.mark.parametrize("method", ["percentile", "entropy"])
+def test_threaded_histograms_equal_onnxruntimes_own(caches, pre, loader, method, monkeypatch):
+    """The calibration's per-tensor threads change the speed only: ORT's collector, unthreaded, gives the same ranges."""
+    monkeypatch.setattr(Q, "_threaded_collector", lambda calibrator: None)  # ORT creates its own collector
+    plain = Q.calibrate(pre, loader, method, image_set_sha256=caches[method].image_set_sha256,
+                        source_graph_sha256=caches[method].graph_sha256)
+    assert plain.ranges == caches[method].ranges
+
+
 def test_percentile_and_entropy_clip_inside_minmax(caches):
     mm = caches["minmax"].ranges
     for method in ("percentile", "entropy"):

@@ -441,6 +441,37 @@ class _OneBatch:
         return item
 
 
+def _threaded_collector(calibrator: Any) -> Any:
+    """ORT's histogram collector for ``calibrator``, with its loop over tensors on threads.
+
+    Each tensor's histogram is independent, and numpy's sort and histogram release the GIL, so
+    the per-image statistics (most of calibration's time: ~160 tensors, 2.4e8 values per image
+    at 1024×2048) run on every core. Same code, same histograms: 3 images, 2 cores, 19.2 s →
+    11.2 s with identical ranges (tests/test_quantize.py compares the caches).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from onnxruntime.quantization.calibrate import HistogramCollector
+
+    workers = max(1, min(4, os.cpu_count() or 1))
+
+    class PerTensorThreads(HistogramCollector):
+        def collect_absolute_value(self, name_to_arr: dict) -> None:
+            self._each(super().collect_absolute_value, name_to_arr)
+
+        def collect_value(self, name_to_arr: dict) -> None:
+            self._each(super().collect_value, name_to_arr)
+
+        def _each(self, collect: Callable[[dict], None], name_to_arr: dict) -> None:
+            with ThreadPoolExecutor(workers, thread_name_prefix="icnet-calib") as pool:
+                for job in [pool.submit(collect, {name: arr}) for name, arr in name_to_arr.items()]:
+                    job.result()
+
+    c = calibrator
+    return PerTensorThreads(method=c.method, symmetric=c.symmetric, num_bins=c.num_bins,
+                            num_quantized_bins=c.num_quantized_bins, percentile=c.percentile, scenario=c.scenario)
+
+
 def _range_of(td: Any) -> tuple[float, float]:
     lo, hi = (float(np.asarray(v).reshape(-1)[0]) for v in td.range_value)
     return lo, hi
@@ -490,6 +521,8 @@ def calibrate(
         with contextlib.redirect_stdout(io.StringIO()):  # ORT's calibrators print progress chatter
             calibrator = create_calibrator(path, None, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
                                            calibrate_method=ort_method, extra_options=options)
+        if method != "minmax":
+            calibrator.collector = _threaded_collector(calibrator)
         count = images = 0
         say("calibrating", 0, total)
         for batch in data:
