@@ -228,8 +228,12 @@ class OnnxRuntimeRunner(Runner):
             import onnx
 
             graph = coarse_logits_graph(onnx.load(str(self.path))) if self.output_kind == "logits" else None
-            self._coarse = (create_session(graph.SerializeToString(), providers=self._providers, threads=self.threads,
-                                           spinning=self.spinning) if graph is not None else False)
+            try:
+                self._coarse = (create_session(graph.SerializeToString(), providers=self._providers,
+                                               threads=self.threads, spinning=self.spinning)
+                                if graph is not None else False)
+            except ArtifactError:  # a graph onnxruntime will not take cut: the full one still gives the labels
+                self._coarse = False
         if self._coarse is False:
             return self._infer_impl(batch)
         return self._run(self._coarse, batch)
