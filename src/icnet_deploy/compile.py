@@ -33,6 +33,7 @@ from .backends.torch_compiled import (
 from .errors import ArtifactError, BackendUnavailable, IcnetDeployError, ModelError, ParityError
 from .fileio import atomic_path
 from .manifest import Manifest, library_versions, manifest_path, write_manifest
+from .upsample import argmax_classes
 
 __all__ = [
     "compile_engine",
@@ -158,7 +159,7 @@ def _parity(runner: Any, reference: Any, batches: list[np.ndarray], min_agreemen
     for x in batches:
         got, ref = runner.infer(x), reference.infer(x)
         for i in range(x.shape[0]):
-            worst = min(worst, 100.0 * pixel_agreement(got[i].argmax(0), ref[i].argmax(0)))
+            worst = min(worst, 100.0 * pixel_agreement(argmax_classes(got[i]), argmax_classes(ref[i])))
         high, mean = logit_error(got, ref)
         max_err, peak = max(max_err, high), max(peak, float(np.abs(ref).max()))
         mean_errs.append(mean)
@@ -475,8 +476,8 @@ def select_engine(
                 out = runner.infer(x)
                 for k in range(min(n, len(stack) - s)):
                     ref = expected[s + k]
-                    labels = out[k].argmax(0) if runner.output_kind == "logits" else out[k]
-                    worst = min(worst, 100.0 * pixel_agreement(labels, ref.argmax(0)))
+                    labels = argmax_classes(out[k]) if runner.output_kind == "logits" else out[k]
+                    worst = min(worst, 100.0 * pixel_agreement(labels, argmax_classes(ref)))
                     if runner.output_kind == "logits":
                         max_err = max(max_err, logit_error(out[k], ref)[0])
             cand.agreement_pct, cand.max_abs_logit_error = round(worst, 4), max_err

@@ -58,6 +58,7 @@ import numpy as np
 from .errors import IcnetDeployError, ModelError, ParityError
 from .fileio import atomic_path
 from .manifest import ONNX_METADATA_KEY, Manifest, library_versions, manifest_path, write_manifest
+from .upsample import labels_of
 
 __all__ = [
     "export",
@@ -249,9 +250,9 @@ def verify_onnx(
             outs = session.run(fetch, {INPUT_NAME: x})
             with torch.inference_mode():
                 ref = model(torch.from_numpy(x).to(device)).float().cpu().numpy()
-            ref_labels = ref.argmax(1)
+            ref_labels = labels_of(ref)
             if logits_name is None:
-                got_logits, got_labels = outs[0], outs[0].argmax(1)
+                got_logits, got_labels = outs[0], labels_of(outs[0])
             else:
                 got_logits, got_labels = outs[1], outs[0]
                 if got_labels.shape != ref_labels.shape:

@@ -50,6 +50,7 @@ import numpy as np
 
 from .backends.base import MIN_SIZE, Runner
 from .data.transforms import preprocess, resize_image, resize_labels
+from .upsample import bilinear_argmax
 from .errors import DataError, IcnetDeployError
 
 __all__ = [
@@ -110,8 +111,6 @@ def to_labels(output: np.ndarray, output_kind: str, size: tuple[int, int],
     exactly (``upsample.bilinear_argmax``). ``ran_at`` is the size the engine ran at (default:
     the output's), which is what ``method`` reports.
     """
-    from .upsample import bilinear_argmax
-
     method = resize_method(output_kind, ran_at or output.shape[-2:], size)
     if output_kind == "logits":
         return bilinear_argmax(output, size), method

@@ -35,7 +35,8 @@ def _label_dtype(num_classes: int) -> type:
 
 
 def argmax_classes(logits: np.ndarray) -> np.ndarray:
-    """C×H×W logits → H×W labels (uint8 for ≤ 256 classes); the first maximum wins, as in argmax."""
+    """C×H×W logits → H×W labels (uint8 for ≤ 256 classes); the first maximum wins, as in argmax
+    (for finite logits; with NaNs the class is unspecified, where ``ndarray.argmax`` picks the first NaN)."""
     if logits.ndim != 3 or logits.shape[0] < 1:
         raise ValueError(f"expected C×H×W logits, got shape {logits.shape}")
     best = logits[0].copy()
