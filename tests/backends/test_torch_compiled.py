@@ -23,6 +23,7 @@ import torch
 from icnet_deploy.backends.base import Runner
 from icnet_deploy.backends.loader import load
 from icnet_deploy.backends.torch_compiled import (
+    ENGINE_VERSION,
     CompiledTorchRunner,
     device_identity,
     read_engine_file,
@@ -138,9 +139,17 @@ def test_foreign_or_unsafe_archives_are_refused(bare_engine):
     with pytest.raises(ArtifactError, match=r"bare\.torch: not a readable compiled torch engine"):
         load(bare_engine).activate()
     with zipfile.ZipFile(bare_engine, "w") as archive:
-        archive.writestr("engine.json", json.dumps({"kind": "icnet-deploy torch engine", "version": 1}))
+        archive.writestr("engine.json", json.dumps({"kind": "icnet-deploy torch engine", "version": ENGINE_VERSION}))
         archive.writestr("kernels/../../evil.so", b"\x7fELF")
     with pytest.raises(ArtifactError, match=r"unexpected file 'kernels/\.\./\.\./evil\.so'"):
+        read_engine_file(bare_engine)
+
+
+def test_an_engine_from_an_older_icnet_deploy_is_refused(bare_engine):
+    """Version 1 archives cached the whole forward, not forward_coarse: loading one would recompile from scratch."""
+    with zipfile.ZipFile(bare_engine, "w") as archive:
+        archive.writestr("engine.json", json.dumps({"kind": "icnet-deploy torch engine", "version": 1}))
+    with pytest.raises(ArtifactError, match="version 1 is from an older icnet-deploy; rebuild it here"):
         read_engine_file(bare_engine)
 
 
@@ -270,6 +279,25 @@ def test_compiled_runner_matches_eager(cpu_engine, small_checkpoint):
     ref = _eager(small_checkpoint, x)
     assert (out.argmax(1) == ref.argmax(1)).mean() >= 0.9999
     assert np.abs(out - ref).max() <= 1e-3 * max(1.0, np.abs(ref).max() / 100)
+
+
+@pytest.mark.slow
+def test_labels_path_runs_the_compiled_graph(cpu_engine, small_checkpoint):
+    """``infer_for_labels`` gives the compiled 1/4-resolution logits, and ``infer`` is exactly their upsample:
+    one compiled graph for both (before, the labels path fell through to the eager model)."""
+    from icnet_deploy.model.icnet import upsample_logits
+    from icnet_deploy.upsample import labels_of
+
+    x = _inputs(count=1)
+    with load(cpu_engine, threads=1) as runner:
+        coarse = runner.infer_for_labels(x)
+        full = runner.infer(x)
+        labels = runner.predict_labels(x)
+    assert coarse.shape == (1, 19, H // 4, W // 4) and full.shape == (1, 19, H, W)
+    np.testing.assert_array_equal(upsample_logits(torch.from_numpy(coarse), (H, W)).numpy(), full)
+    np.testing.assert_array_equal(labels, labels_of(full))
+    ref = _eager(small_checkpoint, x)
+    assert (labels == labels_of(ref)).mean() >= 0.9999
 
 
 @pytest.mark.slow

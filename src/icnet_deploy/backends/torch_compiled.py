@@ -18,6 +18,12 @@ compiles (``fullgraph=True, dynamic=False``: one static shape, no graph breaks) 
 warm-up batch, so the first ``infer()`` is not the slow one. Dynamo still traces the model at
 every start (seconds); everything after that comes from the cache. Inference itself is the
 eager ``TorchRunner``'s (channels-last input, fp16 inside, float32 logits at the interface).
+
+What is compiled is ``ICNet.forward_coarse``, the network up to its 1/4-resolution logits:
+``infer`` adds the model's own final upsample (``upsample_logits``, eager) and
+``infer_for_labels`` returns the coarse logits for the exact label path
+(``upsample.bilinear_argmax``), so one compiled graph serves both without writing 19
+full-resolution maps for callers that want labels.
 On CPU the C++ kernels read the OpenMP thread count at run time, so one engine serves any
 ``threads`` without recompiling.
 
@@ -198,7 +204,7 @@ def _cache_outcome(before: tuple[int, int] | None, after: tuple[int, int] | None
 
 
 ENGINE_KIND = "icnet-deploy torch engine"
-ENGINE_VERSION = 1
+ENGINE_VERSION = 2  # 2: the compiled graph is forward_coarse (version 1 compiled forward)
 _KERNEL_NAME = re.compile(r"^kernels/[a-z0-9]{2}/[a-z0-9]+(\.main)?\.so$")
 
 
@@ -238,10 +244,14 @@ def read_engine_file(artifact: Path) -> tuple[bytes, dict[str, bytes]]:
             header = json.loads(archive.read("engine.json")) if "engine.json" in names else {}
             if header.get("kind") != ENGINE_KIND:
                 raise ArtifactError(f"{artifact}: not a compiled torch engine (no icnet-deploy engine.json inside)")
-            if int(header.get("version", 0)) > ENGINE_VERSION:
+            version = int(header.get("version", 0))
+            if version > ENGINE_VERSION:
                 raise ArtifactError(
-                    f"{artifact}: engine archive version {header['version']} is newer than this icnet-deploy reads"
+                    f"{artifact}: engine archive version {version} is newer than this icnet-deploy reads"
                 )
+            if version < ENGINE_VERSION:  # its cache holds another graph: it would recompile from scratch
+                raise ArtifactError(f"{artifact}: engine archive version {version} is from an older icnet-deploy; "
+                                    f"{REBUILD_HINT}")
             bad = [n for n in names if n.startswith("kernels/") and not _KERNEL_NAME.match(n)]
             if bad:
                 raise ArtifactError(f"{artifact}: unexpected file {bad[0]!r} in the engine archive")
@@ -282,6 +292,21 @@ def load_cache_artifacts(artifact: Path) -> dict[str, Any]:
         counts = {k: len(v) for k, v in getattr(info, "artifacts", {}).items()} if info is not None else {}
     return {"status": status, "artifacts": counts, "kernels": len(kernels), "kernels_installed": installed,
             "seconds": round(time.perf_counter() - start, 3)}
+
+
+def _coarse_logits_module(net: Any) -> Any:
+    """``net`` with ``forward_coarse`` as its forward: the graph ``torch.compile`` compiles."""
+    import torch
+
+    class CoarseLogits(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: Any) -> Any:
+            return self.inner.forward_coarse(x)
+
+    return CoarseLogits(net)
 
 
 class CompiledTorchRunner(TorchRunner):
@@ -364,7 +389,7 @@ class CompiledTorchRunner(TorchRunner):
                 f"{str(self.manifest.checkpoint_sha256)[:12]}…"
             )
         cache = load_cache_artifacts(self.artifact) if self.artifact is not None else {"status": "none", "seconds": 0.0}
-        self._net = compile_module(self._net, self.compile_mode, self.device)
+        self._net = compile_module(_coarse_logits_module(self._net), self.compile_mode, self.device)
         # Compile now, on the engine's own shape and dtype, so the first infer() is not the slow one;
         # reduce-overhead records its CUDA graph on the second/third call.
         dummy = np.zeros((self.batch_size, 3, self.input_height, self.input_width), np.float32)
@@ -384,6 +409,20 @@ class CompiledTorchRunner(TorchRunner):
             "startup_s": round(time.perf_counter() - started, 2),
             "cache_dir": cache_dir(),
         }
+
+    def _run(self, batch: np.ndarray, coarse: bool) -> np.ndarray:
+        import torch
+
+        from ..model.icnet import upsample_logits
+
+        with torch.inference_mode():
+            x = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
+            if self.precision == "fp16":
+                x = x.half()
+            out = self._net(x)  # compiled forward_coarse
+            if not coarse:
+                out = upsample_logits(out, (x.shape[-2], x.shape[-1]))
+            return out.float().cpu().numpy()
 
     def _describe_impl(self) -> dict[str, Any]:
         return {

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from .backbone import ConvBNReLU, DilatedResNet
 from .config import ICNetConfig
 
-__all__ = ["ICNet", "CascadeOutputs", "PyramidPoolingSum", "CascadeFeatureFusion", "adaptive_pool_matrix", "branch_sizes"]
+__all__ = ["ICNet", "CascadeOutputs", "upsample_logits", "PyramidPoolingSum", "CascadeFeatureFusion", "adaptive_pool_matrix", "branch_sizes"]
 
 MIN_SIZE = 64
 
@@ -60,6 +60,11 @@ def branch_sizes(height: int, width: int) -> dict[str, tuple[int, int]]:
 
 def _resize(x: Tensor, size) -> Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def upsample_logits(logits: Tensor, size) -> Tensor:
+    """The model's final step: ``forward_coarse``'s 1/4-resolution logits bilinearly to the input size."""
+    return _resize(logits, size)
 
 
 def adaptive_pool_matrix(n, bins: int, like: Tensor) -> Tensor:
@@ -149,7 +154,7 @@ class ICNet(nn.Module):
         out = self.forward_coarse(x)
         if self.training:
             return out
-        return _resize(out, (x.shape[-2], x.shape[-1]))
+        return upsample_logits(out, (x.shape[-2], x.shape[-1]))
 
     def forward_coarse(self, x: Tensor) -> Tensor | CascadeOutputs:
         """``forward`` without the final bilinear upsample: logits at 1/4 of the input (the cascade's outputs in training).
