@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from icnet_deploy.backends import load
-from icnet_deploy.backends.onnxruntime import coarse_logits_graph
+from icnet_deploy.backends.onnxruntime import coarse_logits_graph, final_resize_source
 from icnet_deploy.upsample import argmax_classes, bilinear_argmax
 
 
@@ -60,10 +60,11 @@ def test_coarse_graph_stops_before_the_final_resize(small_onnx, small_labels_onn
     proto = onnx.load(str(small_onnx))
     coarse = coarse_logits_graph(proto)
     final = proto.graph.node[-1]
-    assert final.op_type == "Resize" and coarse.graph.output[0].name == final.input[0]
+    assert final.op_type == "Resize" and coarse.graph.output[0].name == final.input[0] == final_resize_source(proto)
     assert len(coarse.graph.node) < len(proto.graph.node)
     onnx.checker.check_model(coarse)
     assert coarse_logits_graph(onnx.load(str(small_labels_onnx))) is None  # ends in ArgMax: left alone
+    assert final_resize_source(onnx.load(str(small_labels_onnx))) is None  # nor marked in a TensorRT engine
 
 
 @pytest.mark.parametrize("artifact", ["checkpoint", "onnx", "labels"])

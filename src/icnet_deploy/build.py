@@ -427,6 +427,7 @@ def build_engine(
             return manifest
 
         from .backends import tensorrt as trt_backend
+        from .backends.onnxruntime import final_resize_source
 
         onnx_path = tmp / "engine_input.onnx"
         onnx_path.write_bytes(engine_proto.SerializeToString())
@@ -434,6 +435,7 @@ def build_engine(
         info = trt_backend.build_serialized_engine(
             onnx_path, dynamic=src.dynamic, shape=(src.input_shape, (height, width)), workspace_mib=workspace_mib,
             timing_cache=Path(timing_cache) if timing_cache else output.with_name("tensorrt.timing.cache"),
+            coarse_output=final_resize_source(engine_proto),
         )
         details.update(info.details)
         details["build_seconds"] = round(time.perf_counter() - started, 1)

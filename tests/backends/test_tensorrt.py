@@ -66,6 +66,22 @@ def test_engine_runs_and_agrees_with_fp32(engines, small_onnx, precision):
     assert agreement > (99.0 if precision == "fp16" else 80.0)  # random weights: loose for int8
 
 
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_labels_path_copies_only_the_coarse_logits(engines, precision):
+    """The engine marks the final Resize's input as a second output; labels from it equal the full output's argmax."""
+    from icnet_deploy.upsample import labels_of
+
+    path, manifest = engines[precision]
+    assert manifest.details["coarse_output"]
+    x = np.random.default_rng(1).standard_normal((1, 3, H, W)).astype(np.float32)
+    with TensorRTRunner(path) as runner:
+        full = runner.infer(x)
+        coarse = runner.infer_for_labels(x)
+        labels = runner.predict_labels(x)
+    assert coarse.shape == (1, 19, H // 4, W // 4) and coarse.dtype == np.float32
+    assert (labels == labels_of(full)).mean() >= 0.999  # TensorRT's own Resize kernel vs the exact upsample
+
+
 def _tampered(engines, tmp_path, **details):
     path, _ = engines["fp16"]
     copy = tmp_path / "copy.engine"

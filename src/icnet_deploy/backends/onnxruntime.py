@@ -14,7 +14,7 @@ from ..errors import ArtifactError, BackendUnavailable
 from .base import Runner
 
 __all__ = ["create_session", "OnnxRuntimeRunner", "INSTALL_HINT", "resolve_providers", "active_provider",
-           "coarse_logits_graph"]
+           "coarse_logits_graph", "final_resize_source"]
 
 INSTALL_HINT = "pip install icnet-deploy[cpu]  (or icnet-deploy[gpu] for onnxruntime-gpu; never both)"
 
@@ -54,16 +54,12 @@ def create_session(path: str | Path | bytes, providers: Sequence[str] | None = N
         raise ArtifactError(f"{what}: onnxruntime cannot load it: {message}") from None
 
 
-def coarse_logits_graph(proto: Any) -> Any | None:
-    """A copy of the graph that stops before its final bilinear Resize of the logits; None if it has none.
+def final_resize_source(proto: Any) -> str | None:
+    """The tensor a graph's final bilinear ``Resize`` of the logits reads (the 1/4-resolution logits); None if it has none.
 
-    The graph ICNet exports ends in ``Resize(logits at 1/4 → H×W, linear, half_pixel)``;
-    everything before it is kept and nothing else is touched, so the new output is exactly the
-    tensor the Resize read. ``upsample.bilinear_argmax`` then gives the labels the full graph's
-    argmax would (see ``Runner.infer_for_labels``). Labels graphs (ArgMax at the end) and any
-    graph that does not end in such a Resize are left alone (None).
+    The graph ICNet exports ends in ``Resize(logits at 1/4 → H×W, linear, half_pixel)``. Labels
+    graphs (ArgMax at the end) and any graph that does not end in such a Resize give None.
     """
-    import onnx
     from onnx import helper
 
     graph = proto.graph
@@ -76,7 +72,23 @@ def coarse_logits_graph(proto: Any) -> Any | None:
     if (attrs.get("mode", b"nearest") != b"linear" or attrs.get("antialias", 0)
             or attrs.get("coordinate_transformation_mode", b"half_pixel") not in (b"half_pixel", b"pytorch_half_pixel")):
         return None
-    source = final.input[0]
+    return final.input[0]
+
+
+def coarse_logits_graph(proto: Any) -> Any | None:
+    """A copy of the graph that stops before its final bilinear Resize of the logits; None if it has none.
+
+    Everything before that Resize (``final_resize_source``) is kept and nothing else is touched,
+    so the new output is exactly the tensor the Resize read. ``upsample.bilinear_argmax`` then
+    gives the labels the full graph's argmax would (see ``Runner.infer_for_labels``).
+    """
+    import onnx
+    from onnx import helper
+
+    graph = proto.graph
+    source = final_resize_source(proto)
+    if source is None:
+        return None
     producer = {o: k for k, n in enumerate(graph.node) for o in n.output}
     needed, kept, todo = {source}, set(), [source]
     while todo:  # walk back from the new output (the quantizer does not keep nodes sorted)

@@ -86,14 +86,35 @@ def _profile_shapes(input_shape: list, hw: tuple[int, int]) -> tuple[tuple, tupl
     return (1, 3, 64, 64), (n, 3, h, w), (max(2 * n, 2), 3, 2 * h, 2 * w)
 
 
+def _mark_coarse_output(network: Any, name: str | None) -> str | None:
+    """Mark the tensor ``name`` (the logits before the final upsample) as a second network output.
+
+    The engine still computes its full-resolution logits, but a caller that only wants labels
+    copies 19×H/4×W/4 values to the host instead of 19×H×W (``TensorRTRunner.infer_for_labels``).
+    Returns the name if it was marked, None if the network has no such tensor.
+    """
+    if not name:
+        return None
+    for layer in network:  # what Polygraphy's mark_outputs does: the parser keeps ONNX tensor names
+        for i in range(layer.num_outputs):
+            tensor = layer.get_output(i)
+            if tensor is not None and tensor.name == name:
+                if not tensor.is_network_output:
+                    network.mark_output(tensor)
+                return name
+    return None
+
+
 def build_serialized_engine(onnx_path: str | Path, *, dynamic: bool = False, shape: tuple[list, tuple[int, int]] | None = None,
                             workspace_mib: int = 4096, timing_cache: str | Path | None = None,
-                            device: int = 0) -> EngineBuild:
+                            device: int = 0, coarse_output: str | None = None) -> EngineBuild:
     """Parse ``onnx_path`` into a strongly typed network and build a serialised engine.
 
     ``shape`` = (the manifest's input_shape, (height, width) to optimise for) sets the
     optimisation profile of a ``dynamic`` model. ``timing_cache``: read if it exists, written
     (atomically) after the build, so rebuilds on the same GPU skip kernel timing.
+    ``coarse_output``: the ONNX tensor the final Resize reads, marked as an extra output
+    (``_mark_coarse_output``) and recorded as ``details["coarse_output"]``.
     """
     trt = require()
     import torch
@@ -106,6 +127,7 @@ def build_serialized_engine(onnx_path: str | Path, *, dynamic: bool = False, sha
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors)) or "unknown parser error"
         raise ArtifactError(f"{onnx_path}: TensorRT's ONNX parser rejects it: {errors.splitlines()[0]}")
+    coarse = _mark_coarse_output(network, coarse_output)
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mib) << 20)
 
@@ -137,6 +159,7 @@ def build_serialized_engine(onnx_path: str | Path, *, dynamic: bool = False, sha
         "workspace_mib": int(workspace_mib),
         "timing_cache": str(cache_path) if cache_path else None,
         "optimization_profile": profile_info,
+        "coarse_output": coarse,
     }
     return EngineBuild(engine=bytes(memoryview(plan)), details=details, versions={"tensorrt": trt.__version__})
 
@@ -213,6 +236,14 @@ class TensorRTRunner(Runner):
             raise ArtifactError(f"{self.path}: expected one input and at least one output, got {self._inputs} / {self._outputs}")
 
     def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        return self._execute(batch, self.manifest.output_name)
+
+    def _infer_for_labels_impl(self, batch: np.ndarray) -> np.ndarray:
+        coarse = self.manifest.details.get("coarse_output")
+        return self._execute(batch, coarse if coarse in self._outputs else self.manifest.output_name)
+
+    def _execute(self, batch: np.ndarray, wanted: str) -> np.ndarray:
+        """Run the engine; copy only the output ``wanted`` to the host (the first output if it has no such name)."""
         import torch
 
         trt, engine, context = self._trt, self._engine, self._context
@@ -232,7 +263,7 @@ class TensorRTRunner(Runner):
         if not context.execute_async_v3(self._stream.cuda_stream):
             raise IcnetDeployError(f"{self.name}: TensorRT execution failed (see the TensorRT log)")
         self._stream.synchronize()
-        out = outputs.get(self.manifest.output_name, next(iter(outputs.values())))
+        out = outputs.get(wanted, next(iter(outputs.values())))
         result = out.cpu().numpy()
         return result.astype(np.float32) if self.output_kind == "logits" and result.dtype != np.float32 else result
 
