@@ -43,9 +43,14 @@ def test_cli_json_schema_with_eager_baseline_and_memory(small_onnx):
         mem = e["memory"]
         assert "error" not in mem, mem
         assert mem["peak_rss_mib"] > mem["baseline_rss_mib"] > 0 and mem["engine_rss_mib"] > 0
+        # the label path is measured first, so its high-water mark can only be at or below the full output's
+        assert 0 < mem["labels_engine_rss_mib"] <= mem["engine_rss_mib"]
+        assert mem["labels_peak_rss_mib"] <= mem["peak_rss_mib"]
     assert eager["describe"]["backend"] == "torch" and onnx_engine["describe"]["provider"] == "CPUExecutionProvider"
     assert eager["vs_eager"]["compute_speedup"] == 1.0 and eager["vs_eager"]["rss_ratio"] == 1.0
     assert onnx_engine["vs_eager"]["compute_speedup"] > 0 and onnx_engine["vs_eager"]["rss_ratio"] > 0
+    assert eager["vs_eager"]["labels_rss_ratio"] == 1.0 and onnx_engine["vs_eager"]["labels_rss_ratio"] > 0
+    assert "labels +" in result.stderr  # the table shows the label path's memory too
     assert len(onnx_engine["compute"]["times_ms"]) == 3  # one time per interleaved round
     assert eager["vs_eager"]["compute_speedup_paired"] == {"median": 1.0, "p25": 1.0, "p75": 1.0}
     rounds = onnx_engine["vs_eager"]["compute_speedup_paired"]

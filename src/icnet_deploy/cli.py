@@ -583,6 +583,12 @@ def bench_cmd(
         emit_json(result)
 
 
+def _mem_ratio(vs: dict) -> str:
+    if not vs.get("rss_ratio"):
+        return "—"
+    return f"{vs['rss_ratio']:.2f}×" + (f" / {vs['labels_rss_ratio']:.2f}×" if vs.get("labels_rss_ratio") else "")
+
+
 def _bench_table(result: dict) -> Table:
     h, w = result["size"]
     table = Table(title=f"bench · {h}×{w} · batch {result['batch']} · {result['iters']} iters (+{result['warmup']} warm-up), "
@@ -604,7 +610,8 @@ def _bench_table(result: dict) -> Table:
         if "error" in mem:
             mem_text = "[red]probe failed[/]"
         elif mem:
-            mem_text = f"{mem['peak_rss_mib']:.0f} (+{mem['engine_rss_mib']:.0f})"
+            mem_text = f"{mem['peak_rss_mib']:.0f} (+{mem['engine_rss_mib']:.0f}"
+            mem_text += f"; labels +{mem['labels_engine_rss_mib']:.0f})" if "labels_engine_rss_mib" in mem else ")"
             if "torch_device_peak_mib" in mem:
                 mem_text += f" · GPU {mem['torch_device_peak_mib']:.0f}"
         else:
@@ -613,7 +620,7 @@ def _bench_table(result: dict) -> Table:
                "×".join(str(v) for v in e["input_size"]), _ms(c, "p50_ms"), _ms(c, "p90_ms"), _ms(c, "p99_ms"),
                f"{c['mean_ms']:.1f} ± {c['std_ms']:.1f}", _ms(c, "min_ms"), f"{c['images_per_s']:.2f}",
                _ms(e2e, "p50_ms") if e2e else "—", speed, mem_text,
-               f"{vs['rss_ratio']:.2f}×" if vs.get("rss_ratio") else "—"]
+               _mem_ratio(vs)]
         if parity:
             p = e.get("parity")
             row.append("baseline" if p is None else "n/a" if "error" in p else (
@@ -624,7 +631,9 @@ def _bench_table(result: dict) -> Table:
     load = f"load avg {env.get('loadavg_before', float('nan')):.2f} → {env.get('loadavg_after', float('nan')):.2f}"
     table.caption = (f"speed-up = eager p50 / engine p50 (compute / end-to-end), in brackets the interquartile range "
                      f"of eager/engine within each interleaved round; peak RSS of a fresh process per engine "
-                     f"(+ growth over its post-import baseline); {load} on {env.get('cpus')} CPUs"
+                     f"(+ growth over its post-import baseline with the full logits; labels: the growth of the "
+                     f"end-to-end path, measured first), memory vs eager likewise (full / labels); "
+                     f"{load} on {env.get('cpus')} CPUs"
                      + (f"; [yellow]noisy (std > 10% of mean): {', '.join(noisy)}[/]" if noisy else "")
                      + "".join(f"\n{escape(e['name'])}: {escape(e['note'])}" for e in result["engines"] if e.get("note")))
     return table
