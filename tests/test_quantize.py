@@ -274,6 +274,27 @@ def test_fp16_graph_runs_and_agrees(small_onnx, loader):
     assert out.dtype == np.float32 and Q.label_agreement(ref, out) > 99.0
 
 
+def test_fp16_islands_are_fp32_inside(small_onnx, loader):
+    """No fp32 → fp16 → fp32 Cast pair is left: between two fp32 nodes (the kept stem, MatMul → Resize,
+    the input image → its Resize) the activation is not rounded to fp16."""
+    source = onnx.load(str(small_onnx))
+    stem = [n.name for n in source.graph.node if n.name.startswith("/stem/")]
+    proto = Q.convert_fp16(source, keep_nodes=stem)
+    producers = _producers(proto)
+
+    def cast_to(node, dtype):
+        return node is not None and node.op_type == "Cast" and node.attribute[0].i == dtype
+
+    pairs = [n.name for n in proto.graph.node
+             if cast_to(n, onnx.TensorProto.FLOAT) and cast_to(producers.get(n.input[0]), onnx.TensorProto.FLOAT16)]
+    assert pairs == []
+    image_readers = {n.op_type for n in proto.graph.node if proto.graph.input[0].name in n.input}
+    assert "Resize" in image_readers  # the fp32 Resize of the input reads the image itself
+    onnx.checker.check_model(proto)
+    x = _x(loader)
+    assert Q.label_agreement(_run(str(small_onnx), x), _run(proto, x)) > 99.0
+
+
 # -- the sensitivity search ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, calib_dir):

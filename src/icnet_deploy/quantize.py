@@ -124,14 +124,15 @@ QUANT_OP_TYPES = ("Conv", "MatMul", "Add", "MaxPool", "Relu")
 _FOLLOWERS = ("Relu",)  # quantized exactly when their input is: not layers of their own
 # FP16: ops that stay fp32 (resampling and whole-map reductions lose most in half precision).
 FP16_KEEP_OPS = ("Resize", "MatMul")
-# FP16: blocks (``block_of`` names, first part) kept fp32 as well: the trunk's first layers, which
-# read the (half-size) image. Measured at 1024×2048 on the 43,000-iteration checkpoint against
-# fp32, real photographs (the set whose near-tied pixels flip first): all-fp16 99.889% (check's
-# fp16 gate is 99.9), stem fp32 99.903%, stem and layer1 99.915%; keeping the classifier
-# (99.890%) or the whole low-resolution branch (99.895%) fp32 instead does not help. Scenes stay
-# at 99.99% either way (on the session-12 and -13 checkpoints, stem and layer1 fp32: 99.93% photos).
-# Their cost on a GPU: 19% of the MACs (28 nodes, 128×256 and 256×512 maps).
-FP16_KEEP_BLOCKS = ("stem", "layer1")
+# FP16: blocks (``block_of`` names, first part) kept fp32 as well: the trunk's stem, which reads
+# the (half-size) image. Measured at 1024×2048 on the shipped checkpoint (dbaead59) against fp32,
+# real photographs (the set whose near-tied pixels flip first) / scenes, once the fp32 islands
+# really are fp32 (``_drop_fp16_round_trips``; before session 20 every activation between two
+# fp32 nodes was still rounded to fp16): all-fp16 99.932% / 99.998%, stem fp32 99.948%, stem and
+# layer1 99.955% (check's fp16 gate is 99.9; with the rounded islands the same three gave 99.889,
+# 99.903 and 99.927% on this or the 43,000-iteration checkpoint). The stem is 12.8% of the MACs
+# (layer1 another 6.5%): on a GPU that is what the photos' margin costs; ``--fp32-layer`` replaces it.
+FP16_KEEP_BLOCKS = ("stem",)
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -661,6 +662,7 @@ def convert_fp16(model: Any, *, keep_ops: Sequence[str] = FP16_KEEP_OPS, keep_no
     the graph's input and output stay fp32 unless ``keep_io_types=False``."""
     import onnx
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+    from onnxruntime.transformers.onnx_model import OnnxModel
 
     proto = onnx.ModelProto()
     proto.CopyFrom(_load(model))
@@ -669,44 +671,60 @@ def convert_fp16(model: Any, *, keep_ops: Sequence[str] = FP16_KEEP_OPS, keep_no
             proto, keep_io_types=keep_io_types, op_block_list=list(DEFAULT_OP_BLOCK_LIST) + list(keep_ops),
             node_block_list=list(keep_nodes),
         )
-    return _drop_output_round_trip(converted)
+    proto = _drop_fp16_round_trips(converted)
+    OnnxModel(proto).topological_sort()  # the converter appends its Casts at the end; keep the graph valid ONNX
+    return proto
 
 
-def _drop_output_round_trip(proto: Any) -> Any:
-    """Remove the fp32 → fp16 → fp32 Cast pair the converter puts after an fp32 node that ends the graph.
+def _drop_fp16_round_trips(proto: Any) -> Any:
+    """Remove every fp32 → fp16 → fp32 Cast pair the converter leaves between two fp32 nodes.
 
-    With ``keep_io_types`` and the final Resize kept in fp32, the converter casts the Resize's
-    fp32 output to fp16 and back: a rounding of the logits that buys nothing and hides the
-    Resize from ``coarse_logits_graph`` (so ``infer`` could not skip it). The graph output keeps
-    its name and stays float32; it is now the Resize's output itself.
+    ``convert_float_to_float16`` casts each blocked (fp32) node's output to fp16 and each blocked
+    node's input back to fp32, so between two fp32 neighbours — all through the kept stem and
+    layer1, the pyramid's MatMuls, the Resizes, even the input image before its Resize — every
+    activation was rounded to fp16: "fp32 islands" that were not. Each fp32 reader now reads the
+    fp32 tensor itself (the fp16 Cast stays where fp16 nodes read it too). At the graph's output
+    (``keep_io_types``: the final Resize's output cast to fp16 and back) the output keeps its name
+    and stays float32: it is the Resize's output itself, so ``coarse_logits_graph`` finds the Resize.
     """
     import onnx
     from onnx import TensorProto
 
     graph = proto.graph
-    if len(graph.output) != 1:
-        return proto
-    out = graph.output[0].name
-    producer = {o: n for n in graph.node for o in n.output}
+    typed = onnx.shape_inference.infer_shapes(proto)
+    types = {v.name: v.type.tensor_type.elem_type
+             for v in [*typed.graph.value_info, *typed.graph.input, *typed.graph.output]}
+    types |= {t.name: t.data_type for t in graph.initializer}
+    outputs = {o.name for o in graph.output}
 
     def cast_to(node: Any, dtype: int) -> bool:
         return node is not None and node.op_type == "Cast" and any(
             a.name == "to" and a.i == dtype for a in node.attribute)
 
-    outer = producer.get(out)
-    inner = producer.get(outer.input[0]) if cast_to(outer, TensorProto.FLOAT) else None
-    if not cast_to(inner, TensorProto.FLOAT16):
-        return proto
-    source = inner.input[0]
-    typed = onnx.shape_inference.infer_shapes(proto)
-    types = {v.name: v.type.tensor_type.elem_type for v in list(typed.graph.value_info) + list(typed.graph.output)}
-    readers = [n for n in graph.node if source in n.input]
-    if types.get(source) != TensorProto.FLOAT or readers != [inner] or source not in producer:
-        return proto
-    last = producer[source]
-    last.output[list(last.output).index(source)] = out
-    graph.node.remove(inner)
-    graph.node.remove(outer)
+    def readers(name: str) -> list[Any]:
+        return [n for n in graph.node if name in n.input]
+
+    for outer in list(graph.node):
+        producer = {o: n for n in graph.node for o in n.output}
+        inner = producer.get(outer.input[0]) if cast_to(outer, TensorProto.FLOAT) else None
+        if not cast_to(inner, TensorProto.FLOAT16) or types.get(inner.input[0]) != TensorProto.FLOAT:
+            continue
+        source, result = inner.input[0], outer.output[0]
+        if result in outputs:  # keep the output's name: the source's producer writes it instead
+            last = producer.get(source)
+            if last is None or source in outputs or readers(source) != [inner] or readers(inner.output[0]) != [outer]:
+                continue
+            last.output[list(last.output).index(source)] = result
+            graph.node.remove(inner)
+            graph.node.remove(outer)
+            continue
+        for node in readers(result):
+            for k, name in enumerate(node.input):
+                if name == result:
+                    node.input[k] = source
+        graph.node.remove(outer)
+        if not readers(inner.output[0]) and inner.output[0] not in outputs:
+            graph.node.remove(inner)
     return proto
 
 
