@@ -149,6 +149,26 @@ def test_onnxruntime_spinning_can_be_turned_off_and_gives_the_same_logits(small_
     assert np.array_equal(outputs[0], outputs[1])
 
 
+def test_onnxruntime_cpu_sessions_run_without_the_memory_pattern(small_onnx):
+    """The arena reuses freed blocks instead of one planned block per run: a lower peak, same speed
+    (measured in create_session's docstring), and the same logits."""
+    from icnet_deploy.backends.onnxruntime import create_session
+
+    x = np.random.default_rng(0).standard_normal((1, 3, 128, 256)).astype(np.float32)
+    session = create_session(small_onnx, threads=1)
+    assert session.get_session_options().enable_mem_pattern is False
+    with load(small_onnx, threads=1) as r:
+        assert r._session.get_session_options().enable_mem_pattern is False
+        got = r.infer(x)
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    planned = ort.InferenceSession(str(small_onnx), options, providers=["CPUExecutionProvider"])
+    assert planned.get_session_options().enable_mem_pattern is True  # onnxruntime's default
+    assert np.array_equal(got, planned.run(None, {session.get_inputs()[0].name: x})[0])
+
+
 def test_load_dispatches_on_manifest_and_suffix(small_checkpoint, small_onnx):
     from icnet_deploy.backends.onnxruntime import OnnxRuntimeRunner
     from icnet_deploy.backends.torch_eager import TorchRunner

@@ -35,6 +35,12 @@ def create_session(path: str | Path | bytes, providers: Sequence[str] | None = N
     onnxruntime's default, one per physical core). ``spinning=False`` stops the intra-op
     threads from busy-waiting after each op: what a process that interleaves several sessions
     needs, because one session's spinning threads otherwise steal the cores from the next.
+
+    On the CPU the memory pattern (one block planned for all of a run's intermediate tensors) is
+    off: the arena then reuses freed blocks, which measured at 1024×2048 (2 threads, shipped
+    checkpoint) took the peak RSS of a run from 1220 to 868–898 MiB (fp32 export) and from 1038 to
+    739 MiB (fixed-rule INT8), 509 → 381–415 and 493 → 314–320 MiB on the label path, at the same
+    speed (interleaved, 11 rounds: 294.3 vs 294.2 ms and 121.9 vs 122.7 ms).
     """
     ort = _import_onnxruntime()
     options = ort.SessionOptions()
@@ -45,6 +51,8 @@ def create_session(path: str | Path | bytes, providers: Sequence[str] | None = N
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # errors only: no provider/optimizer chatter on stderr
     providers = list(providers) if providers else ["CPUExecutionProvider"]
+    if all((p[0] if isinstance(p, tuple) else p) == "CPUExecutionProvider" for p in providers):
+        options.enable_mem_pattern = False
     model = path if isinstance(path, bytes) else str(path)
     try:
         return ort.InferenceSession(model, sess_options=options, providers=providers)
