@@ -248,11 +248,13 @@ def eager_fn(model, precision: str):
 
 
 def compiled_fn(model, precision: str, mode: str, batch: int, freezing: bool = False):
-    """Compile exactly as CompiledTorchRunner does (``compile_module``), warm it up at ``batch``."""
+    """Compile exactly as CompiledTorchRunner does (``compile_module`` of ``forward_coarse``, then the
+    model's final upsample eager, as its ``infer``), warm it up at ``batch``."""
     import torch
     import torch._inductor.config as inductor_config
 
-    from icnet_deploy.backends.torch_compiled import compile_module
+    from icnet_deploy.backends.torch_compiled import coarse_logits_module, compile_module
+    from icnet_deploy.model.icnet import upsample_logits
 
     net = copy.deepcopy(model).cuda().to(memory_format=torch.channels_last)
     if precision == "fp16":
@@ -261,7 +263,11 @@ def compiled_fn(model, precision: str, mode: str, batch: int, freezing: bool = F
     if freezing:
         inductor_config.freezing = True
     try:
-        step = compile_module(net, mode, "cuda")
+        coarse = compile_module(coarse_logits_module(net), mode, "cuda")
+
+        def step(x):
+            return upsample_logits(coarse(x), (x.shape[-2], x.shape[-1]))
+
         x = torch.zeros(batch, 3, *SIZE, device="cuda", dtype=dtype).contiguous(memory_format=torch.channels_last)
         t = time.perf_counter()
         with torch.inference_mode():

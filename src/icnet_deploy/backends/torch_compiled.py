@@ -59,6 +59,7 @@ __all__ = [
     "device_identity",
     "check_compatible",
     "compile_module",
+    "coarse_logits_module",
     "cache_dir",
     "load_cache_artifacts",
     "loaded_kernel_binaries",
@@ -294,7 +295,7 @@ def load_cache_artifacts(artifact: Path) -> dict[str, Any]:
             "seconds": round(time.perf_counter() - start, 3)}
 
 
-def _coarse_logits_module(net: Any) -> Any:
+def coarse_logits_module(net: Any) -> Any:
     """``net`` with ``forward_coarse`` as its forward: the graph ``torch.compile`` compiles."""
     import torch
 
@@ -389,7 +390,7 @@ class CompiledTorchRunner(TorchRunner):
                 f"{str(self.manifest.checkpoint_sha256)[:12]}…"
             )
         cache = load_cache_artifacts(self.artifact) if self.artifact is not None else {"status": "none", "seconds": 0.0}
-        self._net = compile_module(_coarse_logits_module(self._net), self.compile_mode, self.device)
+        self._net = compile_module(coarse_logits_module(self._net), self.compile_mode, self.device)
         # Compile now, on the engine's own shape and dtype, so the first infer() is not the slow one;
         # reduce-overhead records its CUDA graph on the second/third call.
         dummy = np.zeros((self.batch_size, 3, self.input_height, self.input_width), np.float32)
