@@ -705,8 +705,10 @@ def _drop_fp16_round_trips(proto: Any) -> Any:
         return [n for n in graph.node if name in n.input]
 
     for outer in list(graph.node):
+        if not cast_to(outer, TensorProto.FLOAT):
+            continue
         producer = {o: n for n in graph.node for o in n.output}
-        inner = producer.get(outer.input[0]) if cast_to(outer, TensorProto.FLOAT) else None
+        inner = producer.get(outer.input[0])
         if not cast_to(inner, TensorProto.FLOAT16) or types.get(inner.input[0]) != TensorProto.FLOAT:
             continue
         source, result = inner.input[0], outer.output[0]
