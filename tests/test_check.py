@@ -62,6 +62,9 @@ def test_good_engine_passes_with_json_and_junit(small_onnx, tmp_path):
     assert abs(gen["ground_truth"]["miou_drop"]) < 0.05  # the scenes' own labels give the mIoU for free
     assert set(gen["per_class"]["road"]) >= {"iou_vs_eager", "engine_iou", "eager_iou", "iou_delta"}
     assert 0.0 <= gen["near_tie_pct"] < 5.0 and gen["agreement_beyond_ties_pct"] >= 99.99
+    for s in sets.values():  # infer's label path (the graph cut before its final Resize) gives the gated labels
+        assert s["label_path"]["agreement_pct"] == 100.0 and s["label_path"]["output_shape"][1:] == [32, 64]
+    assert {c["metric"] for c in data["checks"]} >= {"pixel_agreement", "label_path_agreement"}
     assert data["reference"]["checkpoint_sha256"] == read_manifest(small_onnx).checkpoint_sha256
     suite = ET.parse(junit).getroot().find("testsuite")
     cases = suite.findall("testcase")
@@ -144,7 +147,7 @@ def test_cityscapes_data_and_image_folder_with_labels(small_onnx, tmp_path):
                    min_agreement=50.0, max_miou_drop=5.0, max_logit_error=1.0)
     (images,) = report.sets
     assert images["set"] == "images" and "ground_truth" in images
-    assert {c["metric"] for c in report.checks} == {"pixel_agreement", "miou_drop", "max_logit_error"}
+    assert {c["metric"] for c in report.checks} == {"pixel_agreement", "miou_drop", "max_logit_error", "label_path_agreement"}
     with pytest.raises(IcnetDeployError, match="no label"):
         check(small_onnx, images_dir=root / "leftImg8bit", labels_dir=tmp_path, threads=1)
 
@@ -187,7 +190,27 @@ def test_dynamic_labels_engine_passes_without_logit_metrics(small_labels_onnx):
     generated = next(s for s in report.sets if s["set"] == "generated")
     assert generated["per_image"][0]["size"] == [96, 160]
     assert "max_abs_logit_error" not in generated  # labels engine: agreement only
-    assert {c["metric"] for c in report.checks} == {"pixel_agreement"}
+    assert {c["metric"] for c in report.checks} == {"pixel_agreement", "label_path_agreement"}
+    assert generated["label_path"]["agreement_pct"] == 100.0  # a labels graph: infer's path is its output
+
+
+def test_label_path_gate_fails_when_infers_labels_differ():
+    """The gate's logic on arrays: labels from the 1/4-resolution path that differ from the full output's fail."""
+    import torch
+
+    from icnet_deploy.check import LABEL_PATH_MIN_AGREEMENT, _checks, _SetStats, default_thresholds
+    from icnet_deploy.model.icnet import upsample_logits
+
+    coarse = np.random.default_rng(0).standard_normal((1, 19, 16, 32)).astype(np.float32)
+    full = upsample_logits(torch.from_numpy(coarse), (64, 128)).numpy()[0]
+    th = default_thresholds("fp32")
+    for early, passed in ((coarse[0], True), (np.roll(coarse[0], 1, axis=0), False)):
+        stats = _SetStats("generated", 19)
+        stats.add("scene", full, full, "logits", (64, 128), None)
+        stats.add_label_path("scene", early, full, "logits")
+        (gate,) = [c for c in _checks([stats.result()], th) if c["metric"] == "label_path_agreement"]
+        assert gate["passed"] is passed and gate["threshold"] == LABEL_PATH_MIN_AGREEMENT
+        assert "labels of infer's path (output 19×16×32)" in gate["message"]
 
 
 def test_near_ties_are_counted_and_agreement_beyond_them_reported():

@@ -25,6 +25,12 @@ to explain a low agreement: the share of *near ties* (pixels whose two best eage
 ``NEAR_TIE_LOGIT``) and the agreement on the other pixels. On the photographs a quarter of the
 pixels are within 0.5 and ~5% within 0.1, against ~0.3% on the scenes: that is where INT8 flips.
 
+The label path: ``infer`` and ``bench`` take labels from ``Runner.infer_for_labels`` (the logits
+before the final upsample, see ``upsample.bilinear_argmax``), not from the full output gated
+above; on the first image of each set its labels must agree with the full output's on at least
+``LABEL_PATH_MIN_AGREEMENT`` percent of the pixels (exact for ONNX Runtime and eager; TensorRT's own
+Resize kernel may differ at ties), so the gate covers what ``infer`` writes.
+
 Default thresholds by the manifest's precision (``DEFAULT_THRESHOLDS``): fp32 agreement ≥ 99.99 %,
 fp16 ≥ 99.9 %, int8 ≥ 99.5 % (≥ 99 % on the real photographs) and mIoU drop ≤ 0.5 points; each can
 be overridden. The agreement threshold applies to each set's pooled agreement; the mIoU drop to
@@ -49,9 +55,10 @@ from .metrics import ConfusionMatrix
 from .upsample import argmax_classes
 
 __all__ = ["check", "CheckReport", "Thresholds", "default_thresholds", "DEFAULT_THRESHOLDS", "HELDOUT_SEED",
-           "heldout_scenes", "write_junit"]
+           "LABEL_PATH_MIN_AGREEMENT", "heldout_scenes", "write_junit"]
 
 HELDOUT_SEED = 950_000
+LABEL_PATH_MIN_AGREEMENT = 99.99  # percent: the label path against the full output, same engine
 DEFAULT_DYNAMIC_SIZE = (512, 1024)
 # precision -> (min agreement %, max mIoU drop in points or None, max |Δlogit| or None,
 #               min agreement % on the real photographs or None = the same as the others)
@@ -244,6 +251,17 @@ class _SetStats:
         self.has_gt = False
         self.near_ties = 0
         self.agree_beyond_ties = 0
+        self.label_path: dict[str, Any] | None = None
+
+    def add_label_path(self, name: str, early: np.ndarray, eng_out: np.ndarray, output_kind: str) -> None:
+        """Compare the labels of ``Runner.infer_for_labels`` (``early``) with the full output's, at the engine's size."""
+        from .infer import to_labels
+
+        size = tuple(eng_out.shape[-2:])
+        full = argmax_classes(eng_out) if output_kind == "logits" else eng_out.astype(np.uint8)
+        labels, _ = to_labels(early, output_kind, size)
+        self.label_path = {"image": name, "output_shape": list(early.shape),
+                           "agreement_pct": 100.0 * float((labels == full).mean())}
 
     def add(self, name: str, eng_out: np.ndarray, ref_logits: np.ndarray, output_kind: str,
             size: tuple[int, int], truth: np.ndarray | None) -> None:
@@ -293,6 +311,8 @@ class _SetStats:
             "agreement_beyond_ties_pct": (100.0 * self.agree_beyond_ties / (self.pixels - self.near_ties)
                                           if self.pixels > self.near_ties else 100.0),
         }
+        if self.label_path is not None:
+            out["label_path"] = self.label_path
         per_class: dict[str, dict] = {n: {"iou_vs_eager": v} for n, v in vs.per_class.items()}
         if self.has_logits:
             out["max_abs_logit_error"] = self.max_logit
@@ -335,6 +355,14 @@ def _checks(sets: list[dict], th: Thresholds) -> list[dict]:
                         "message": f"{name}: mIoU drop {d:.3f} points {'≤' if d <= th.max_miou_drop else '>'} "
                                    f"{th.max_miou_drop} (eager {s['ground_truth']['eager_miou']:.2f}%, "
                                    f"engine {s['ground_truth']['engine_miou']:.2f}%)"})
+        if "label_path" in s:
+            lp = s["label_path"]
+            ok = lp["agreement_pct"] >= LABEL_PATH_MIN_AGREEMENT
+            out.append({"set": name, "metric": "label_path_agreement", "value": lp["agreement_pct"],
+                        "threshold": LABEL_PATH_MIN_AGREEMENT, "passed": ok,
+                        "message": f"{name}: labels of infer's path (output {'×'.join(map(str, lp['output_shape']))}) "
+                                   f"agree with the full output's {lp['agreement_pct']:.4f}% "
+                                   f"{'≥' if ok else '<'} {LABEL_PATH_MIN_AGREEMENT}% ({lp['image']})"})
         if th.max_logit_error is not None and "max_abs_logit_error" in s:
             e = s["max_abs_logit_error"]
             out.append({"set": name, "metric": "max_logit_error", "value": e, "threshold": th.max_logit_error,
@@ -428,6 +456,8 @@ def check(
                 eng_out = runner.infer(xe)[0]
                 ref_logits = eager.infer(x)[0]
                 stats.add(name, eng_out, ref_logits, runner.output_kind, image.shape[:2], truth)
+                if stats.label_path is None:  # once per set: the path infer takes gives the same labels
+                    stats.add_label_path(name, runner.infer_for_labels(xe)[0], eng_out, runner.output_kind)
             if samples:
                 results.append(stats.result())
         engine_info, eager_info = runner.describe(), eager.describe()
