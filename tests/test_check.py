@@ -206,8 +206,8 @@ def test_label_path_gate_fails_when_infers_labels_differ():
     th = default_thresholds("fp32")
     for early, passed in ((coarse[0], True), (np.roll(coarse[0], 1, axis=0), False)):
         stats = _SetStats("generated", 19)
-        stats.add("scene", full, full, "logits", (64, 128), None)
-        stats.add_label_path("scene", early, full, "logits")
+        full_labels = stats.add("scene", full, full, "logits", (64, 128), None)
+        stats.add_label_path("scene", early, full_labels, "logits")
         (gate,) = [c for c in _checks([stats.result()], th) if c["metric"] == "label_path_agreement"]
         assert gate["passed"] is passed and gate["threshold"] == LABEL_PATH_MIN_AGREEMENT
         assert "labels of infer's path (output 19×16×32)" in gate["message"]

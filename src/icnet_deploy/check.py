@@ -253,18 +253,18 @@ class _SetStats:
         self.agree_beyond_ties = 0
         self.label_path: dict[str, Any] | None = None
 
-    def add_label_path(self, name: str, early: np.ndarray, eng_out: np.ndarray, output_kind: str) -> None:
-        """Compare the labels of ``Runner.infer_for_labels`` (``early``) with the full output's, at the engine's size."""
+    def add_label_path(self, name: str, early: np.ndarray, full_labels: np.ndarray, output_kind: str) -> None:
+        """Compare the labels of ``Runner.infer_for_labels`` (``early``) with the full output's (``add``'s
+        return value), at the engine's size."""
         from .infer import to_labels
 
-        size = tuple(eng_out.shape[-2:])
-        full = argmax_classes(eng_out) if output_kind == "logits" else eng_out.astype(np.uint8)
-        labels, _ = to_labels(early, output_kind, size)
+        labels, _ = to_labels(early, output_kind, full_labels.shape)
         self.label_path = {"image": name, "output_shape": list(early.shape),
-                           "agreement_pct": 100.0 * float((labels == full).mean())}
+                           "agreement_pct": 100.0 * float((labels == full_labels).mean())}
 
     def add(self, name: str, eng_out: np.ndarray, ref_logits: np.ndarray, output_kind: str,
-            size: tuple[int, int], truth: np.ndarray | None) -> None:
+            size: tuple[int, int], truth: np.ndarray | None) -> np.ndarray:
+        """Add one image; returns the engine's labels at its own size."""
         from .infer import to_labels
 
         ref_labels = argmax_classes(ref_logits)
@@ -298,6 +298,7 @@ class _SetStats:
             self.gt_engine.update(truth, eng_full)
             self.gt_eager.update(truth, ref_full)
         self.images.append(row)
+        return eng_labels
 
     def result(self) -> dict[str, Any]:
         vs = self.vs_eager.scores()
@@ -455,9 +456,9 @@ def check(
                 xe = np.repeat(x, runner.batch_size, axis=0) if runner.batch_size and runner.batch_size > 1 else x
                 eng_out = runner.infer(xe)[0]
                 ref_logits = eager.infer(x)[0]
-                stats.add(name, eng_out, ref_logits, runner.output_kind, image.shape[:2], truth)
+                eng_labels = stats.add(name, eng_out, ref_logits, runner.output_kind, image.shape[:2], truth)
                 if stats.label_path is None:  # once per set: the path infer takes gives the same labels
-                    stats.add_label_path(name, runner.infer_for_labels(xe)[0], eng_out, runner.output_kind)
+                    stats.add_label_path(name, runner.infer_for_labels(xe)[0], eng_labels, runner.output_kind)
             if samples:
                 results.append(stats.result())
         engine_info, eager_info = runner.describe(), eager.describe()

@@ -50,8 +50,8 @@ import numpy as np
 
 from .backends.base import MIN_SIZE, Runner
 from .data.transforms import preprocess, resize_image, resize_labels
-from .upsample import bilinear_argmax
 from .errors import DataError, IcnetDeployError
+from .upsample import bilinear_argmax
 
 __all__ = [
     "infer_images",

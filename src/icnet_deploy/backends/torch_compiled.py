@@ -411,19 +411,11 @@ class CompiledTorchRunner(TorchRunner):
             "cache_dir": cache_dir(),
         }
 
-    def _run(self, batch: np.ndarray, coarse: bool) -> np.ndarray:
-        import torch
-
+    def _forward(self, x: Any, coarse: bool) -> Any:
         from ..model.icnet import upsample_logits
 
-        with torch.inference_mode():
-            x = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
-            if self.precision == "fp16":
-                x = x.half()
-            out = self._net(x)  # compiled forward_coarse
-            if not coarse:
-                out = upsample_logits(out, (x.shape[-2], x.shape[-1]))
-            return out.float().cpu().numpy()
+        out = self._net(x)  # the compiled forward_coarse
+        return out if coarse else upsample_logits(out, (x.shape[-2], x.shape[-1]))
 
     def _describe_impl(self) -> dict[str, Any]:
         return {

@@ -63,9 +63,12 @@ class TorchRunner(Runner):
             x = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
             if self.precision == "fp16":
                 x = x.half()
-            coarse = coarse and hasattr(self._net, "forward_coarse")  # any other nn.Module: its own output
-            out = (self._net.forward_coarse(x) if coarse else self._net(x)).float()
-            return out.cpu().numpy()
+            return self._forward(x, coarse).float().cpu().numpy()
+
+    def _forward(self, x: Any, coarse: bool) -> Any:
+        """The model on a ready device tensor: its full output, or ``forward_coarse``'s where asked and it has one."""
+        coarse = coarse and hasattr(self._net, "forward_coarse")  # any other nn.Module: its own output
+        return self._net.forward_coarse(x) if coarse else self._net(x)
 
     def _deactivate_impl(self) -> None:
         del self._net
