@@ -65,16 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the report as JSON here")
     args = parser.parse_args(argv)
 
-    from icnet_deploy.bench import bench, paired_speedup
+    from icnet_deploy.bench import bench
     from icnet_deploy.manifest import read_manifest
 
     paths = _ensure(args)
     order = [paths["fp32"]] + [v for k, v in paths.items() if k.startswith("int8")] + ([paths["fp16"]] if "fp16" in paths else [])
     report = bench(order, size=(1024, 2048), iters=args.iters, warmup=1, threads=args.threads,
-                   checkpoint=args.checkpoint, memory=False, end_to_end=False)
+                   checkpoint=args.checkpoint, memory=False, end_to_end=False,
+                   baseline=paths["fp32"])
     rows = report.engines  # eager first, then the engines in `order`
-    eager_p50 = rows[0]["compute"]["p50_ms"]
-    ort_p50 = rows[1]["compute"]["p50_ms"]
     print(f"1024×2048, batch 1, {args.iters} interleaved calls each after 1 warm-up; threads "
           f"{args.threads or 'default'}; load average {report.environment.get('loadavg_before', '?')} → "
           f"{report.environment.get('loadavg_after', '?')}")
@@ -91,14 +90,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"{k} {v['agreement_pct']:.2f}%" + (f" (mIoU {-v['miou_drop']:+.2f})" if "miou_drop" in v else "")
                 for k, v in sets.items())
         name = row["name"] if spec == "eager" else f"{row['name']} ({read_manifest(spec, verify=False).precision})"
-        # the same ratio round by round: ORT fp32 and this engine ran in the same interleaved round
-        rounds = paired_speedup(rows[1]["compute"]["times_ms"], c["times_ms"])
+        # vs ORT fp32 round by round too: it and this engine ran in the same interleaved rounds
+        vs_eager, vs_ort = row["vs_eager"]["compute_speedup"], row["vs_baseline"]["compute_speedup"]
+        rounds = row["vs_baseline"]["compute_speedup_paired"]
         spread = f"{rounds['p25']:.2f}–{rounds['p75']:.2f}×" if rounds else "—"
-        print(f"{name:28s} {c['p50_ms']:9.1f} {c['min_ms']:9.1f} {eager_p50 / c['p50_ms']:8.2f}× "
-              f"{ort_p50 / c['p50_ms']:11.2f}× {spread:>17s}  {parity}")
-        summary.append({"engine": name, "p50_ms": c["p50_ms"], "min_ms": c["min_ms"],
-                        "vs_eager": eager_p50 / c["p50_ms"], "vs_ort_fp32": ort_p50 / c["p50_ms"],
-                        "vs_ort_fp32_per_round": rounds, "parity": parity})
+        print(f"{name:28s} {c['p50_ms']:9.1f} {c['min_ms']:9.1f} {vs_eager:8.2f}× {vs_ort:11.2f}× {spread:>17s}  {parity}")
+        summary.append({"engine": name, "p50_ms": c["p50_ms"], "min_ms": c["min_ms"], "vs_eager": vs_eager,
+                        "vs_ort_fp32": vs_ort, "vs_ort_fp32_per_round": rounds, "parity": parity})
     if args.json:
         args.json.write_text(json.dumps({"summary": summary, "report": report.to_dict()}, indent=2, default=str))
     return 0

@@ -83,3 +83,34 @@ def test_paired_speedup_cancels_load_that_moves_between_rounds():
     base, engine = [100.0, 300.0, 100.0], [50.0, 150.0, 50.0]
     assert paired_speedup(base, engine) == {"median": 2.0, "p25": 2.0, "p75": 2.0}
     assert paired_speedup([], []) is None
+
+
+def test_baseline_engine_ratios_come_from_the_same_rounds(small_onnx, tmp_path):
+    """`--baseline`: every engine against one of the engines benched (ONNX Runtime fp32 vs INT8 is
+    the question the INT8 goal asks), computed from the same interleaved rounds as vs eager."""
+    result = cli.invoke(app, ["bench", "-e", str(small_onnx), "--baseline", str(small_onnx), "--iters", "3", "--warmup", "0",
+                              "--threads", "1", "--no-memory", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout[result.stdout.index("{"):])
+    eager, onnx_engine = data["engines"]
+    assert data["baseline"] == onnx_engine["name"]
+    assert onnx_engine["vs_baseline"]["compute_speedup"] == 1.0
+    assert onnx_engine["vs_baseline"]["compute_speedup_paired"] == {"median": 1.0, "p25": 1.0, "p75": 1.0}
+    # eager against the engine is the reciprocal of the engine against eager, round by round too
+    assert eager["vs_baseline"]["compute_speedup"] * onnx_engine["vs_eager"]["compute_speedup"] == pytest.approx(1.0)
+    assert eager["vs_baseline"]["end_to_end_speedup_paired"]["median"] == pytest.approx(
+        1.0 / onnx_engine["vs_eager"]["end_to_end_speedup_paired"]["median"])
+    assert f"vs {onnx_engine['name']}" in result.stderr  # the table has the column
+
+    # eager as the baseline gives exactly the ratios vs eager; no baseline, no vs_baseline
+    report = bench([small_onnx], iters=2, warmup=0, threads=1, memory=False, end_to_end=False, baseline="eager")
+    assert report.baseline == "eager" and all(e["vs_baseline"] == e["vs_eager"] for e in report.engines)
+    report = bench([small_onnx], iters=1, warmup=0, threads=1, memory=False, end_to_end=False)
+    assert report.baseline is None and all("vs_baseline" not in e for e in report.engines)
+
+    # a baseline that is not among the engines is bad usage, named, before anything is timed
+    missing = tmp_path / "fp32.onnx"
+    result = cli.invoke(app, ["bench", "-e", str(small_onnx), "--baseline", str(missing), "--iters", "1", "--no-memory"])
+    assert result.exit_code == 2
+    assert "fp32.onnx" in result.output and "not one of the engines benched" in result.output
+    assert "bench ·" not in result.output  # no table: nothing ran

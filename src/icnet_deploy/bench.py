@@ -31,6 +31,9 @@
 * **Ratios vs eager**: speed-up (eager p50 / engine p50, compute and end-to-end), the same
   ratio taken round by round (``*_speedup_paired``: median and interquartile range of eager ms /
   engine ms within each interleaved round, see ``paired_speedup``), and memory.
+* **Ratios vs a baseline engine** (``baseline``, one of the engines benched, e.g. ONNX Runtime
+  fp32 when the question is what INT8 buys over it): the same ratios in ``vs_baseline``, from
+  the same interleaved rounds, so no second run is needed to compare two engines.
 
 Default size: the first static engine's input size, else 1024×2048. An engine with a static
 input runs compute-only at its own size whatever ``size`` says (the table shows it).
@@ -221,6 +224,7 @@ class BenchReport:
     device: str
     environment: dict
     method: dict = field(default_factory=dict)
+    baseline: str | None = None  # the name of the engine ``vs_baseline`` compares with, if any
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -267,6 +271,7 @@ def bench(
     checkpoint: str | Path | None = None,
     memory: bool = True,
     end_to_end: bool = True,
+    baseline: str | Path | None = None,
     progress: Progress | None = None,
 ) -> BenchReport:
     """Benchmark ``engines`` next to the eager baseline (always measured, listed first).
@@ -277,13 +282,15 @@ def bench(
     threads for every engine alike (None: each framework's default). ``checkpoint``: the eager
     baseline's weights (default: the first engine's own checkpoint when found — same config —
     else the shipped one). ``memory``: also measure each engine's peak memory in a fresh process
-    (slower: one process start and model load per engine).
+    (slower: one process start and model load per engine). ``baseline``: one of ``engines`` (or
+    ``"eager"``) that every engine is also compared with, in ``vs_baseline``.
     """
     from .backends.loader import EAGER, eager_reference, load
 
     if iters < 1 or warmup < 0 or batch < 1:
         raise IcnetDeployError(f"need iters ≥ 1, warmup ≥ 0, batch ≥ 1 (got {iters}, {warmup}, {batch})")
     specs = [str(e) for e in engines if str(e) != EAGER]
+    baseline_index = _baseline_index(baseline, specs)  # before any engine loads: a typo fails fast
     runners: list[Runner] = []
     for spec in specs:
         if spec.startswith(EAGER + "-"):
@@ -358,18 +365,10 @@ def bench(
                 progress("memory", k, len(results))
             res["memory"] = measure_memory(spec, size=size, batch=batch, device=device, provider=provider, threads=threads,
                                            checkpoint=checkpoint if k == 0 else None, like=first_artifact if k == 0 else None)
-    base = results[0]
     for res in results:
-        vs: dict[str, Any] = {}
-        for mode in modes:
-            vs[f"{mode}_speedup"] = base[mode]["p50_ms"] / res[mode]["p50_ms"] if res[mode]["p50_ms"] > 0 else None
-            vs[f"{mode}_speedup_paired"] = paired_speedup(base[mode]["times_ms"], res[mode]["times_ms"])
-        mem, base_mem = res.get("memory") or {}, base.get("memory") or {}
-        if "engine_rss_mib" in mem and base_mem.get("engine_rss_mib"):
-            vs["rss_ratio"] = mem["engine_rss_mib"] / base_mem["engine_rss_mib"]
-        if "labels_engine_rss_mib" in mem and base_mem.get("labels_engine_rss_mib"):
-            vs["labels_rss_ratio"] = mem["labels_engine_rss_mib"] / base_mem["labels_engine_rss_mib"]
-        res["vs_eager"] = vs
+        res["vs_eager"] = _ratios(results[0], res, modes)
+        if baseline_index is not None:
+            res["vs_baseline"] = _ratios(results[baseline_index], res, modes)
     return BenchReport(
         engines=results, size=list(size), batch=batch, iters=iters, warmup=warmup, device=device, environment=env,
         method={
@@ -386,7 +385,37 @@ def bench(
             "onnxruntime_spinning": "off: with it on, the spinning threads of the engine timed before slow the next "
                                     "one down 10-15% on 2 cores (one engine alone: same speed either way)",
         },
+        baseline=results[baseline_index]["name"] if baseline_index is not None else None,
     )
+
+
+def _baseline_index(baseline: str | Path | None, specs: Sequence[str]) -> int | None:
+    """Where ``baseline`` sits among the results (eager first, then ``specs``), or None."""
+    from .backends.loader import EAGER
+
+    if baseline is None:
+        return None
+    if str(baseline) == EAGER:
+        return 0
+    wanted = Path(baseline).resolve()
+    for k, spec in enumerate(specs):
+        if not spec.startswith(EAGER) and Path(spec).resolve() == wanted:
+            return k + 1
+    raise IcnetDeployError(f"baseline {baseline}: not one of the engines benched (give it with --engine too, or use eager)")
+
+
+def _ratios(base: dict, res: dict, modes: Sequence[str]) -> dict[str, Any]:
+    """Speed-ups (p50 over p50, and round by round) and memory ratios of ``res`` against ``base``."""
+    vs: dict[str, Any] = {}
+    for mode in modes:
+        vs[f"{mode}_speedup"] = base[mode]["p50_ms"] / res[mode]["p50_ms"] if res[mode]["p50_ms"] > 0 else None
+        vs[f"{mode}_speedup_paired"] = paired_speedup(base[mode]["times_ms"], res[mode]["times_ms"])
+    mem, base_mem = res.get("memory") or {}, base.get("memory") or {}
+    if "engine_rss_mib" in mem and base_mem.get("engine_rss_mib"):
+        vs["rss_ratio"] = mem["engine_rss_mib"] / base_mem["engine_rss_mib"]
+    if "labels_engine_rss_mib" in mem and base_mem.get("labels_engine_rss_mib"):
+        vs["labels_rss_ratio"] = mem["labels_engine_rss_mib"] / base_mem["labels_engine_rss_mib"]
+    return vs
 
 
 def _unique_names(labels: Sequence[str]) -> list[str]:

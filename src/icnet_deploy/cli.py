@@ -545,11 +545,12 @@ def bench_cmd(
     memory: bool = typer.Option(True, "--memory/--no-memory", help="Measure peak memory (a fresh process per engine)."),
     end_to_end: bool = typer.Option(True, "--e2e/--no-e2e", help="Also time pre/post-processing (end to end)."),
     parity: bool = typer.Option(False, "--parity", help="Also run `check` on each engine and add its verdict."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", "-b", help="Also give every engine's speed-up and memory against this one (one of the --engine files, or eager), from the same interleaved rounds."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
 ) -> None:
     """Latency p50/p90/p99, throughput and peak memory of engines next to eager PyTorch, interleaved.
 
-    Example: `icnet-deploy bench -e build/icnet.onnx -e build/icnet_int8.onnx --iters 30`
+    Example: `icnet-deploy bench -e build/icnet.onnx -e build/icnet_int8.onnx --iters 30 --baseline build/icnet.onnx`
     """
     from .bench import bench as run_bench
 
@@ -560,7 +561,7 @@ def bench_cmd(
         report = run_bench(
             engine, size=parse_size(size) if size else None, batch=batch, iters=iters, warmup=warmup, device=device,
             provider=provider, threads=threads, checkpoint=checkpoint, memory=memory, end_to_end=end_to_end,
-            progress=lambda phase, done, total: bar.update(task, completed=done, total=total, status=phase),
+            baseline=baseline, progress=lambda phase, done, total: bar.update(task, completed=done, total=total, status=phase),
         )
         result = report.to_dict()
         if parity:
@@ -589,13 +590,24 @@ def _mem_ratio(vs: dict) -> str:
     return f"{vs['rss_ratio']:.2f}×" + (f" / {vs['labels_rss_ratio']:.2f}×" if vs.get("labels_rss_ratio") else "")
 
 
+def _speedup_text(vs: dict, e2e: bool, is_base: bool) -> str:
+    """p50 ratio (compute / end-to-end), with the interquartile range of the per-round ratios."""
+    text = f"{vs.get('compute_speedup', 0):.2f}×" + (f" / {vs['end_to_end_speedup']:.2f}×" if e2e else "")
+    paired = vs.get("compute_speedup_paired")
+    if paired and not is_base:
+        text += f" ({paired['p25']:.2f}–{paired['p75']:.2f})"
+    return text
+
+
 def _bench_table(result: dict) -> Table:
     h, w = result["size"]
     table = Table(title=f"bench · {h}×{w} · batch {result['batch']} · {result['iters']} iters (+{result['warmup']} warm-up), "
                         f"interleaved · {result['device']}")
     parity = any("parity" in e for e in result["engines"])
+    base = result.get("baseline")
     columns = ["engine", "runs on", "input", "p50 ms", "p90 ms", "p99 ms", "mean ± std", "min", "img/s", "e2e p50", "speed-up",
-               "peak RSS MiB", "mem vs eager"] + (["parity"] if parity else [])
+               "peak RSS MiB", "mem vs eager"] + ([f"vs {escape(base)}", f"mem vs {escape(base)}"] if base else []) + \
+        (["parity"] if parity else [])
     for c in columns:
         table.add_column(c, justify="left" if c in ("engine", "runs on", "parity") else "right")
     noisy = []
@@ -603,10 +615,7 @@ def _bench_table(result: dict) -> Table:
         c, e2e, mem, vs = e["compute"], e.get("end_to_end"), e.get("memory") or {}, e.get("vs_eager", {})
         if c["noisy"] or (e2e and e2e["noisy"]):
             noisy.append(e["name"])
-        speed = f"{vs.get('compute_speedup', 0):.2f}×" + (f" / {vs['end_to_end_speedup']:.2f}×" if e2e else "")
-        paired = vs.get("compute_speedup_paired")
-        if paired and e is not result["engines"][0]:
-            speed += f" ({paired['p25']:.2f}–{paired['p75']:.2f})"
+        speed = _speedup_text(vs, bool(e2e), e is result["engines"][0])
         if "error" in mem:
             mem_text = "[red]probe failed[/]"
         elif mem:
@@ -616,11 +625,13 @@ def _bench_table(result: dict) -> Table:
                 mem_text += f" · GPU {mem['torch_device_peak_mib']:.0f}"
         else:
             mem_text = "—"
-        row = [e["name"], f"{e['describe'].get('provider')} ({e['describe'].get('precision')})",
+        row = [escape(e["name"]), f"{e['describe'].get('provider')} ({e['describe'].get('precision')})",
                "×".join(str(v) for v in e["input_size"]), _ms(c, "p50_ms"), _ms(c, "p90_ms"), _ms(c, "p99_ms"),
                f"{c['mean_ms']:.1f} ± {c['std_ms']:.1f}", _ms(c, "min_ms"), f"{c['images_per_s']:.2f}",
                _ms(e2e, "p50_ms") if e2e else "—", speed, mem_text,
                _mem_ratio(vs)]
+        if base:
+            row += [_speedup_text(e["vs_baseline"], bool(e2e), e["name"] == base), _mem_ratio(e["vs_baseline"])]
         if parity:
             p = e.get("parity")
             row.append("baseline" if p is None else "n/a" if "error" in p else (
@@ -629,10 +640,11 @@ def _bench_table(result: dict) -> Table:
         table.add_row(*row)
     env = result["environment"]
     load = f"load avg {env.get('loadavg_before', float('nan')):.2f} → {env.get('loadavg_after', float('nan')):.2f}"
-    table.caption = (f"speed-up = eager p50 / engine p50 (compute / end-to-end), in brackets the interquartile range "
-                     f"of eager/engine within each interleaved round; peak RSS of a fresh process per engine "
-                     f"(+ growth over its post-import baseline with the full logits; labels: the growth of the "
-                     f"end-to-end path, measured first), memory vs eager likewise (full / labels); "
+    table.caption = ("speed-up = eager p50 / engine p50 (compute / end-to-end), in brackets the interquartile range "
+                     "of eager/engine within each interleaved round; peak RSS of a fresh process per engine "
+                     "(+ growth over its post-import baseline with the full logits; labels: the growth of the "
+                     "end-to-end path, measured first), memory vs eager likewise (full / labels); "
+                     + (f"vs {escape(base)}: the same ratios against that engine; " if base else "") +
                      f"{load} on {env.get('cpus')} CPUs"
                      + (f"; [yellow]noisy (std > 10% of mean): {', '.join(noisy)}[/]" if noisy else "")
                      + "".join(f"\n{escape(e['name'])}: {escape(e['note'])}" for e in result["engines"] if e.get("note")))
