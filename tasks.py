@@ -100,7 +100,8 @@ def demo() -> None:
         run(cli, "infer", samples, "--engine", engine, "--output", out / "infer" / engine.stem)
         run_allowing_failure(cli, "check", "--engine", engine, "--count", "2", "--json", "--junit",
                              out / f"check_{engine.stem}.xml", stdout=out / f"check_{engine.stem}.json")
-    bench = ["bench", *[a for e in engines for a in ("--engine", e)], "--iters", "10", "--warmup", "2", "--parity", "--json"]
+    bench = ["bench", *[a for e in engines for a in ("--engine", e)], "--baseline", engines[0],  # fp32: what INT8 buys
+             "--iters", "10", "--warmup", "2", "--parity", "--json"]
     run_allowing_failure(cli, *bench, stdout=out / "bench.json")
     print(f"demo outputs: {out} (segmentations in infer/, parity reports check_*.json/.xml, bench.json)", flush=True)
 
