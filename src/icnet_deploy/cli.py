@@ -606,10 +606,12 @@ def _bench_table(result: dict) -> Table:
     parity = any("parity" in e for e in result["engines"])
     base = result.get("baseline")
     columns = ["engine", "runs on", "input", "p50 ms", "p90 ms", "p99 ms", "mean ± std", "min", "img/s", "e2e p50", "speed-up",
-               "peak RSS MiB", "mem vs eager"] + ([f"vs {escape(base)}", f"mem vs {escape(base)}"] if base else []) + \
+               "peak RSS MiB", "mem vs eager"] + ([f"vs {escape(base)}"] if base else []) + \
         (["parity"] if parity else [])
     for c in columns:
-        table.add_column(c, justify="left" if c in ("engine", "runs on", "parity") else "right")
+        # names fold instead of ending in "…": two engines must never look alike in the table
+        table.add_column(c, justify="left" if c in ("engine", "runs on", "parity") else "right",
+                         overflow="fold" if c == "engine" else "ellipsis", min_width=12 if c == "engine" else None)
     noisy = []
     for e in result["engines"]:
         c, e2e, mem, vs = e["compute"], e.get("end_to_end"), e.get("memory") or {}, e.get("vs_eager", {})
@@ -631,7 +633,7 @@ def _bench_table(result: dict) -> Table:
                _ms(e2e, "p50_ms") if e2e else "—", speed, mem_text,
                _mem_ratio(vs)]
         if base:
-            row += [_speedup_text(e["vs_baseline"], bool(e2e), e["name"] == base), _mem_ratio(e["vs_baseline"])]
+            row.append(_speedup_text(e["vs_baseline"], bool(e2e), e["name"] == base))
         if parity:
             p = e.get("parity")
             row.append("baseline" if p is None else "n/a" if "error" in p else (
@@ -644,7 +646,7 @@ def _bench_table(result: dict) -> Table:
                      "of eager/engine within each interleaved round; peak RSS of a fresh process per engine "
                      "(+ growth over its post-import baseline with the full logits; labels: the growth of the "
                      "end-to-end path, measured first), memory vs eager likewise (full / labels); "
-                     + (f"vs {escape(base)}: the same ratios against that engine; " if base else "") +
+                     + (f"vs {escape(base)}: the same speed-up against that engine (memory ratios in --json); " if base else "") +
                      f"{load} on {env.get('cpus')} CPUs"
                      + (f"; [yellow]noisy (std > 10% of mean): {', '.join(noisy)}[/]" if noisy else "")
                      + "".join(f"\n{escape(e['name'])}: {escape(e['note'])}" for e in result["engines"] if e.get("note")))
