@@ -616,7 +616,7 @@ def _bench_table(result: dict) -> Table:
     for e in result["engines"]:
         c, e2e, mem, vs = e["compute"], e.get("end_to_end"), e.get("memory") or {}, e.get("vs_eager", {})
         if c["noisy"] or (e2e and e2e["noisy"]):
-            noisy.append(e["name"])
+            noisy.append(escape(e["name"]))
         speed = _speedup_text(vs, bool(e2e), e is result["engines"][0])
         if "error" in mem:
             mem_text = "[red]probe failed[/]"
