@@ -188,6 +188,7 @@ class CheckReport:
     checks: list[dict]  # {"set", "metric", "value", "threshold", "passed", "message"}
     seconds: float
     layerwise: dict | None = None
+    int8_breakdown: dict | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -393,6 +394,7 @@ def check(
     layerwise: bool = False,
     reference: str | Path | None = None,
     layerwise_tolerance: float | None = None,
+    int8_breakdown: bool = False,
     progress: Progress | None = None,
 ) -> CheckReport:
     """Compare ``engine`` (an artifact path) with its eager fp32 model; see the module docstring.
@@ -401,7 +403,9 @@ def check(
     own checkpoint, else the shipped one). ``count``/``size``: generated scenes and their size
     (dynamic engines; static engines use their own). ``layerwise``: also locate the first
     diverging tensor against the fp32 ``reference`` ONNX (default: the engine's parent, see
-    ``layerwise.find_reference``). Raises ``IcnetDeployError`` for bad arguments, files or a
+    ``layerwise.find_reference``). ``int8_breakdown``: also split an INT8 engine's disagreement with
+    that reference into weight rounding, range clipping and activation rounding, on the same images
+    (``int8_breakdown.py``). Raises ``IcnetDeployError`` for bad arguments, files or a
     checkpoint mismatch; parity failures are in the report.
     """
     from .backends.loader import eager_reference, load
@@ -426,6 +430,7 @@ def check(
     thresholds = default_thresholds(manifest.precision, min_agreement, max_miou_drop, max_logit_error,
                                     min_agreement_photos)
     eager = eager_reference(manifest, checkpoint, engine, strict=True, device=device, threads=threads)
+    breakdown = _breakdown(engine, manifest, reference, threads) if int8_breakdown else None
 
     say("loading image sets")
     sets: list[tuple[str, list[Sample]]] = []
@@ -457,6 +462,9 @@ def check(
                 eng_out = runner.infer(xe)[0]
                 ref_logits = eager.infer(x)[0]
                 eng_labels = stats.add(name, eng_out, ref_logits, runner.output_kind, image.shape[:2], truth)
+                if breakdown is not None:
+                    say(f"int8 breakdown: {set_name}: {name}")
+                    breakdown.add(set_name, x)
                 if stats.label_path is None:  # once per set: the path infer takes gives the same labels
                     stats.add_label_path(name, runner.infer_for_labels(xe)[0], eng_labels, runner.output_kind)
             if samples:
@@ -478,5 +486,16 @@ def check(
     return CheckReport(
         engine=engine_info, reference=eager_info, precision=manifest.precision, thresholds=asdict(thresholds),
         sets=results, checks=_checks(results, thresholds), seconds=round(time.perf_counter() - started, 2),
-        layerwise=layer_report, notes=notes,
+        layerwise=layer_report, int8_breakdown=breakdown.result() if breakdown is not None else None, notes=notes,
     )
+
+
+def _breakdown(engine: str | Path, manifest: Any, reference: str | Path | None, threads: int | None) -> Any:
+    """The ``Int8Breakdown`` of an INT8 ONNX engine against its fp32 parent (``reference`` or found)."""
+    from .int8_breakdown import Int8Breakdown
+    from .layerwise import find_reference
+
+    if manifest.format != "onnx" or manifest.precision != "int8":
+        raise IcnetDeployError(f"{engine}: --int8-breakdown needs an INT8 ONNX engine "
+                               f"(this is {manifest.precision} {manifest.format})")
+    return Int8Breakdown(engine, Path(reference) if reference else find_reference(engine, manifest), threads=threads)

@@ -670,7 +670,8 @@ def check_cmd(
     max_miou_drop: Optional[float] = typer.Option(None, help="Maximum mIoU drop vs eager, points (default: int8 0.5)."),
     max_logit_error: Optional[float] = typer.Option(None, help="Maximum |Δlogit| vs eager (default: not gated)."),
     layerwise: bool = typer.Option(False, "--layerwise", help="ONNX: find the first layer that diverges from the fp32 parent."),
-    reference: Optional[Path] = typer.Option(None, help="fp32 parent ONNX for --layerwise (default: found by the manifest's parent_sha256)."),
+    int8_breakdown: bool = typer.Option(False, "--int8-breakdown", help="INT8 ONNX: split the disagreement with the fp32 parent into weight rounding, range clipping and activation rounding (ONNX Runtime CPU, same images)."),
+    reference: Optional[Path] = typer.Option(None, help="fp32 parent ONNX for --layerwise / --int8-breakdown (default: found by the manifest's parent_sha256)."),
     layer_tolerance: Optional[float] = typer.Option(None, help="--layerwise tolerance on mean|Δ|/mean|ref| (default by precision)."),
     junit: Optional[Path] = typer.Option(None, help="Write a JUnit XML report here (one test case per metric and image set)."),
     device: str = typer.Option("cpu", help="cpu or cuda[:N]."),
@@ -681,6 +682,8 @@ def check_cmd(
     """CI parity gate: engine vs its eager checkpoint — agreement, mIoU, |Δlogit|. Exit 0 pass, 1 fail, 2 error.
 
     Example: `icnet-deploy check --engine build/icnet_int8.onnx --junit reports/parity.xml`
+
+    Where INT8 loses its pixels: `icnet-deploy check --engine build/icnet_int8.onnx --int8-breakdown`
     """
     from .check import check as run_check, write_junit
 
@@ -691,12 +694,14 @@ def check_cmd(
             min_agreement_photos=min_agreement_photos,
             max_miou_drop=max_miou_drop, max_logit_error=max_logit_error, device=device, provider=provider,
             threads=threads, layerwise=layerwise, reference=reference, layerwise_tolerance=layer_tolerance,
-            progress=lambda msg: status.update(escape(msg)),
+            int8_breakdown=int8_breakdown, progress=lambda msg: status.update(escape(msg)),
         )
     result = report.to_dict()
     console.print(_check_table(result, str(engine)))
     if report.layerwise:
         console.print(_layerwise_table(report.layerwise))
+    if report.int8_breakdown:
+        console.print(_breakdown_table(report.int8_breakdown))
     if junit:
         write_junit(report, junit)
         console.print(f"JUnit report: {junit}", highlight=False)
@@ -764,6 +769,25 @@ def _layerwise_table(lw: dict) -> Table:
     table.caption = (f"{lw['matched']} of {lw['reference_tensors']} tensors matched; tolerance {lw['tolerance']:g} on "
                      f"{lw['metric']}" + (f"; worst: {escape(worst['name'])} ({worst['rel_error']:.3g})" if worst else "")
                      + "".join(f"\n{escape(n)}" for n in lw["notes"]))
+    return table
+
+
+def _breakdown_table(bd: dict) -> Table:
+    from .int8_breakdown import LOSSES, STEPS
+
+    table = Table(title=f"INT8 breakdown vs {escape(bd['reference'])}: agreement % as quantization is added")
+    table.add_column("image set")
+    table.add_column("images", justify="right")
+    for _, label in STEPS:
+        table.add_column(label, justify="right")
+    for loss, _, _ in LOSSES:
+        table.add_column("lost to " + loss.replace("_", " "), justify="right")
+    for s in bd["sets"]:
+        table.add_row(s["set"], str(s["images"]), *(f"{s['agreement_pct'][k]:.4f}" for k, _ in STEPS),
+                      *(f"{s['lost_pct'][k]:.4f}" for k, _, _ in LOSSES))
+    table.caption = (f"{bd['activation_tensors']} quantized activation tensors; + activation ranges: clipped at the "
+                     f"engine's ranges, not rounded; all graphs in ONNX Runtime (CPU); {bd['note']}. Cures: weight rounding → GPTQ; range clipping → wider ranges (--tail-cap, "
+                     "percentile); activation rounding → fp32 layers (--target-agreement, --fp32-layer)")
     return table
 
 
