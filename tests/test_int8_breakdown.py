@@ -97,3 +97,9 @@ def test_breakdown_of_a_real_int8_build(int8_engine):
 def test_breakdown_needs_an_int8_engine(small_onnx):
     result = cli.invoke(app, ["check", "--engine", str(small_onnx), "--count", "1", "--no-photos", "--int8-breakdown"])
     assert result.exit_code == 2 and "--int8-breakdown needs an INT8 ONNX engine" in result.output
+
+
+def test_a_failed_int8_check_points_to_the_breakdown(int8_engine):
+    result = cli.invoke(app, ["check", "--engine", str(int8_engine), "--count", "1", "--no-photos", "--threads", "1",
+                              "--max-logit-error", "0"])
+    assert result.exit_code == 1 and "hint: --int8-breakdown" in result.stderr
