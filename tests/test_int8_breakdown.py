@@ -103,3 +103,13 @@ def test_a_failed_int8_check_points_to_the_breakdown(int8_engine):
     result = cli.invoke(app, ["check", "--engine", str(int8_engine), "--count", "1", "--no-photos", "--threads", "1",
                               "--max-logit-error", "0"])
     assert result.exit_code == 1 and "hint: --int8-breakdown" in result.stderr
+
+
+def test_a_reference_of_another_shape_is_refused(int8_engine, tmp_path, small_checkpoint):
+    from icnet_deploy.export import export
+
+    other = tmp_path / "other.onnx"
+    export(small_checkpoint, other, height=64, width=128)
+    result = cli.invoke(app, ["check", "--engine", str(int8_engine), "--count", "1", "--no-photos", "--threads", "1",
+                              "--int8-breakdown", "--reference", str(other)])
+    assert result.exit_code == 2 and "not the fp32 graph this engine was built from" in result.output

@@ -137,6 +137,11 @@ class Int8Breakdown:
                   "ranges": without_activation_quantization(proto, clip=True), "engine": proto}
         self._sessions = {"reference": create_session(self.reference, threads=threads)}
         self._sessions.update({k: create_session(g.SerializeToString(), threads=threads) for k, g in graphs.items()})
+        ref, eng = self._sessions["reference"], self._sessions["engine"]
+        for what, a, b in (("input", ref.get_inputs()[0], eng.get_inputs()[0]), ("output", ref.get_outputs()[0], eng.get_outputs()[0])):
+            if list(a.shape) != list(b.shape):
+                raise ArtifactError(f"{reference}: its {what} shape {a.shape} is not the engine's {b.shape}: "
+                                    "not the fp32 graph this engine was built from")
         self._counts: dict[str, dict[str, int]] = {}
 
     def add(self, set_name: str, x: np.ndarray) -> None:
