@@ -252,6 +252,18 @@ def test_bad_models(int8_build, tmp_path):
     assert not out.exists()
 
 
+def test_a_static_batch_export_is_refused_in_one_line(small_checkpoint, tmp_path):
+    from icnet_deploy.export import export
+
+    batched = tmp_path / "b2.onnx"
+    export(small_checkpoint, batched, height=64, width=128, batch=2, verify=False)
+    out = tmp_path / "e.onnx"
+    for flag in ("--fp16", "--int8"):
+        result = runner.invoke(app, ["build-engine", str(batched), flag, "-o", str(out)])
+        assert result.exit_code == 2 and "static batch-2 export" in result.output and "--dynamic" in result.output
+    assert not out.exists()
+
+
 def test_tensorrt_backend_without_tensorrt_is_one_clear_error(small_onnx, tmp_path):
     try:
         import tensorrt  # noqa: F401

@@ -194,6 +194,10 @@ def _source(model: str | Path) -> tuple[Path, Manifest, Any]:
         raise ArtifactError(f"{path}: is a {manifest.format} artifact; build-engine starts from an fp32 ONNX export")
     if manifest.precision != "fp32":
         raise ArtifactError(f"{path}: is already {manifest.precision}; build-engine starts from the fp32 export")
+    batch = manifest.input_shape[0] if manifest.input_shape else None
+    if isinstance(batch, int) and batch > 1:
+        raise ArtifactError(f"{path}: is a static batch-{batch} export; build engines from a batch-1 or dynamic one "
+                            "(icnet-deploy export --batch 1, or --dynamic): calibration and parity feed single images")
     if manifest.output_kind != "logits":
         raise ArtifactError(f"{path}: outputs {manifest.output_kind}; build engines from a logits export "
                             "(ArgMax has no gradient of error to calibrate or compare against)")

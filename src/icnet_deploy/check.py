@@ -464,7 +464,7 @@ def check(
                 eng_labels = stats.add(name, eng_out, ref_logits, runner.output_kind, image.shape[:2], truth)
                 if breakdown is not None:
                     say(f"int8 breakdown: {set_name}: {name}")
-                    breakdown.add(set_name, x)
+                    breakdown.add(set_name, xe)
                 if stats.label_path is None:  # once per set: the path infer takes gives the same labels
                     stats.add_label_path(name, runner.infer_for_labels(xe)[0], eng_labels, runner.output_kind)
             if samples:
