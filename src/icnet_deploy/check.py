@@ -430,7 +430,13 @@ def check(
     thresholds = default_thresholds(manifest.precision, min_agreement, max_miou_drop, max_logit_error,
                                     min_agreement_photos)
     eager = eager_reference(manifest, checkpoint, engine, strict=True, device=device, threads=threads)
-    breakdown = _breakdown(engine, manifest, reference, threads) if int8_breakdown else None
+    # the fp32 parent, found (and the engine's kind checked) once and before the slow work
+    ref_path = _fp32_reference(engine, manifest, reference, layerwise, int8_breakdown)
+    breakdown = None
+    if int8_breakdown:
+        from .int8_breakdown import Int8Breakdown
+
+        breakdown = Int8Breakdown(engine, ref_path, threads=threads)
 
     say("loading image sets")
     sets: list[tuple[str, list[Sample]]] = []
@@ -475,11 +481,8 @@ def check(
 
     layer_report = None
     if layerwise:
-        from .layerwise import compare_layers, find_reference
+        from .layerwise import compare_layers
 
-        if manifest.format != "onnx":
-            raise IcnetDeployError(f"{engine}: --layerwise needs an ONNX engine (this is {manifest.format})")
-        ref_path = Path(reference) if reference else find_reference(engine, manifest)
         say(f"layerwise: {engine} vs {ref_path}")
         layer_report = compare_layers(engine, ref_path, first_x, tolerance=layerwise_tolerance,
                                       precision=manifest.precision, threads=threads).to_dict()
@@ -490,12 +493,19 @@ def check(
     )
 
 
-def _breakdown(engine: str | Path, manifest: Any, reference: str | Path | None, threads: int | None) -> Any:
-    """The ``Int8Breakdown`` of an INT8 ONNX engine against its fp32 parent (``reference`` or found)."""
-    from .int8_breakdown import Int8Breakdown
+
+def _fp32_reference(engine: str | Path, manifest: Any, reference: str | Path | None, layerwise: bool,
+                    int8_breakdown: bool) -> Path | None:
+    """The fp32 ONNX that ``--layerwise`` / ``--int8-breakdown`` compare with (``reference`` or the
+    engine's parent, ``layerwise.find_reference``); None when neither is asked for."""
     from .layerwise import find_reference
 
-    if manifest.format != "onnx" or manifest.precision != "int8":
+    if not (layerwise or int8_breakdown):
+        return None
+    if manifest.format != "onnx":
+        flag = "--layerwise" if layerwise else "--int8-breakdown"
+        raise IcnetDeployError(f"{engine}: {flag} needs an ONNX engine (this is {manifest.format})")
+    if int8_breakdown and manifest.precision != "int8":
         raise IcnetDeployError(f"{engine}: --int8-breakdown needs an INT8 ONNX engine "
                                f"(this is {manifest.precision} {manifest.format})")
-    return Int8Breakdown(engine, Path(reference) if reference else find_reference(engine, manifest), threads=threads)
+    return Path(reference) if reference else find_reference(engine, manifest)

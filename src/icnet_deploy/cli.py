@@ -705,7 +705,8 @@ def check_cmd(
     if junit:
         write_junit(report, junit)
         console.print(f"JUnit report: {junit}", highlight=False)
-    if not report.passed and report.precision == "int8" and not report.int8_breakdown and str(engine).endswith(".onnx"):
+    if (not report.passed and report.precision == "int8" and not report.int8_breakdown
+            and report.engine.get("backend") == "onnxruntime"):
         console.print("hint: --int8-breakdown shows how much of it is weight rounding, range clipping and "
                       "activation rounding", highlight=False)
     if as_json:

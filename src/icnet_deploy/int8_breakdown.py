@@ -25,7 +25,6 @@ the shipped checkpoint's fixed-rule engine at 1024×2048, `check`'s sets (sessio
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ import numpy as np
 
 from .errors import ArtifactError
 
-__all__ = ["STEPS", "Int8Breakdown", "activation_pairs", "int8_breakdown", "without_activation_quantization"]
+__all__ = ["STEPS", "Int8Breakdown", "activation_pairs", "without_activation_quantization"]
 
 # (key, what the graph keeps quantized) in the order agreement is expected to fall
 STEPS = (("weights_only", "int8 weights"), ("ranges", "+ activation ranges"),
@@ -168,12 +167,3 @@ class Int8Breakdown:
         return {"reference": self.reference, "activation_tensors": self.activation_tensors, "steps": dict(STEPS),
                 "sets": sets, "seconds": round(time.perf_counter() - self._started, 2),
                 "note": "steps in order, not an additive split: the effects interact"}
-
-
-def int8_breakdown(engine: str | Path, reference: str | Path, images: Sequence[tuple[str, np.ndarray]], *,
-                   threads: int | None = None) -> dict[str, Any]:
-    """``Int8Breakdown`` over ``images``: (set name, preprocessed N×3×H×W float32 input)."""
-    breakdown = Int8Breakdown(engine, reference, threads=threads)
-    for set_name, x in images:
-        breakdown.add(set_name, x)
-    return breakdown.result()
