@@ -30,7 +30,8 @@ def int8_build(tmp_path_factory, small_onnx, calib_dir):
     out_dir = tmp_path_factory.mktemp("int8")
     out, cache = out_dir / "icnet_int8.onnx", out_dir / "calib_cache.json"
     result = runner.invoke(app, ["build-engine", str(small_onnx), "--int8", "--calib", str(calib_dir),
-                                 "--calib-cache", str(cache), "--fixed-rule", "--threads", "1", "-o", str(out), "--json"])
+                                 "--calib-cache", str(cache), "--fixed-rule", "--range-iterations", "10", "--threads", "1",
+                                 "-o", str(out), "--json"])
     assert result.exit_code == 0, result.output
     return out, cache, json.loads(result.stdout)
 
@@ -53,6 +54,10 @@ def test_int8_cli_writes_engine_manifest_and_cache(int8_build, small_onnx):
     assert wr["images"] == 4 and wr["convs"] > 0 and "GPTQ" in wr["method"]
     assert wr["mean_relative_output_error"]["gptq"] < wr["mean_relative_output_error"]["nearest"]
     assert d["bias_correction"] is None  # GPTQ fits the biases itself: no bias correction by default
+    rl = d["range_learning"]  # on by default: scales fitted on the (4) calibration images, last
+    assert rl["images"] == 4 and rl["iterations"] == 10 and rl["scales"] > 10 and rl["replica_agreement_pct"] > 97
+    after = rl["normalised_logit_error"]
+    assert (after["after"] < after["before"]) == rl["kept"]
     sets = d["parity"]["sets"]
     assert set(sets) == {"scenes", "photos"}
     assert sets["scenes"]["images"] and "miou_drop" in sets["scenes"] and "miou_drop" not in sets["photos"]
@@ -78,9 +83,10 @@ def test_int8_engine_runs_through_load(int8_build):
 
 def test_calibration_cache_is_reused(int8_build, small_onnx, tmp_path):
     _, cache, payload = int8_build
-    again = build_engine(small_onnx, tmp_path / "again.onnx", precision="int8", calib_cache=cache, threads=1,
+    again = build_engine(small_onnx, tmp_path / "again.onnx", precision="int8", calib_cache=cache, threads=1, range_learning=False,
                          target_agreement=None, weight_rounding="nearest")
     assert again.details["weight_rounding"] == {"method": "nearest"}
+    assert again.details["range_learning"] is None  # turned off
     bc = again.details["bias_correction"]  # on by default with nearest rounding; no --calib: the shipped calib/
     assert bc["images"] == 8 and bc["convs"] > 0 and bc["max_abs_shift"] > 0
     c0, c1 = payload["manifest"]["details"]["calibration"], again.details["calibration"]
@@ -119,14 +125,14 @@ def test_cache_made_with_other_settings_is_refused(int8_build, small_onnx, tmp_p
 
 def test_cache_reuse_accepts_matching_settings(int8_build, small_onnx, tmp_path):
     _, cache, _ = int8_build
-    m = build_engine(small_onnx, tmp_path / "m.onnx", precision="int8", calib_cache=cache, percentile=99.99,
+    m = build_engine(small_onnx, tmp_path / "m.onnx", precision="int8", calib_cache=cache, percentile=99.99, range_learning=False,
                      tail_cap=3.0, threads=1, target_agreement=None)
     assert m.details["calibration"]["tail_cap"] == 3.0
 
 
 def test_search_is_the_default_and_stops_when_all_int8_is_enough(small_onnx, calib_dir, tmp_path):
     # random weights agree ~96% fully quantized: a 0.5 (= 50%) target is met with no fp32 layer
-    m = build_engine(small_onnx, tmp_path / "s.onnx", precision="int8", calib=calib_dir, target_agreement=0.5,
+    m = build_engine(small_onnx, tmp_path / "s.onnx", precision="int8", calib=calib_dir, target_agreement=0.5, range_learning=False,
                      search_images=2, threads=1)
     d = m.details
     assert d["fp32_rule"] == "sensitivity search" and d["target_agreement"] == 50.0
@@ -183,11 +189,12 @@ def test_fp16_cli_says_it_is_not_faster_on_cpu(small_onnx, tmp_path):
 
 
 def test_explicit_fp32_layers_and_tensorrt_target(small_onnx, calib_dir, tmp_path):
-    m = build_engine(small_onnx, tmp_path / "t.onnx", precision="int8", calib=calib_dir, target="tensorrt",  # no search
+    m = build_engine(small_onnx, tmp_path / "t.onnx", precision="int8", calib=calib_dir, target="tensorrt", range_iterations=10,  # no search
                      fp32_layers=["/classifier/Conv"], calib_method="minmax", threads=1)
     assert m.target == "tensorrt" and m.details["activation_dtype"] == "int8"
     assert m.details["fp32_layers"] == {"/classifier/Conv": "kept fp32 on request"}
     assert m.details["calibration"]["method"] == "minmax"
+    assert m.details["range_learning"]["scales"] > 10  # int8 activations, zero point 0: learned the same way
     with pytest.raises(IcnetDeployError, match="not a node"):
         build_engine(small_onnx, tmp_path / "u.onnx", precision="int8", calib=calib_dir, fp32_layers=["/nope"])
 
@@ -228,6 +235,7 @@ def test_bad_calibration_folders(small_onnx, tmp_path, kind, message):
     (["--int8", "--target", "gpu"], "unknown target 'gpu'"),
     (["--int8", "--weight-rounding", "stochastic"], "unknown weight rounding 'stochastic'"),
     (["--int8", "--target-agreement", "150"], "percentage"),
+    (["--int8", "--range-iterations", "0"], "--range-iterations"),
     (["--fp16", "--backend", "tvm"], "unknown backend 'tvm'"),
 ])
 def test_bad_arguments(small_onnx, calib_dir, tmp_path, args, message):
