@@ -1,7 +1,8 @@
 """Where an INT8 engine's disagreement comes from: weight rounding, range clipping, activation rounding.
 
 Each cause has its own cure — weight rounding: GPTQ (``weight_rounding.py``); activations clipped
-at their calibrated range: wider ranges (``--tail-cap``, percentile, calibration images);
+at their calibrated range: learned ranges (``range_learning.py``, on by default), wider ranges
+(``--tail-cap``, percentile, calibration images);
 activation rounding: fp32 layers or more bits — so knowing the split tells a user which knob can
 help before they turn any. ``check --int8-breakdown`` measures it on the engine's own graph: from
 its QDQ graph we make two more, and all three run in ONNX Runtime (CPU) against the fp32 parent
