@@ -138,3 +138,17 @@ def test_a_nearest_resize_is_refused_by_name(small_quant_setup):
     x = np.zeros((1, 3, 128, 256), np.float32)
     with pytest.raises(ArtifactError, match=f"{resize.name} is a nearest Resize"):
         replica(torch.from_numpy(x))
+
+
+def test_a_dynamic_export_builds_with_calibrated_ranges_and_says_why(small_checkpoint, calib_dir, tmp_path):
+    # its Resize sizes are computed from the input's shape (Shape, Gather, Concat…): no replica, no failure
+    from icnet_deploy.build import build_engine
+    from icnet_deploy.export import export
+
+    src = tmp_path / "dynamic.onnx"
+    export(small_checkpoint, src, height=128, width=256, dynamic=True, verify_images=1, verify_sizes=[(128, 256)])
+    m = build_engine(src, tmp_path / "dynamic_int8.onnx", precision="int8", calib=calib_dir, target_agreement=None,
+                     size=(128, 256), range_iterations=2, threads=1)
+    skipped = m.details["range_learning"]["skipped"]
+    assert "cannot replicate in torch" in skipped and "Shape" in skipped
+    assert (tmp_path / "dynamic_int8.onnx").is_file()

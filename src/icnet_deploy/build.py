@@ -36,7 +36,7 @@ from .bias_correction import BIAS_CORRECTION_IMAGES, correct_biases
 from .errors import ArtifactError, IcnetDeployError
 from .fileio import atomic_path
 from .manifest import ONNX_METADATA_KEY, Manifest, library_versions, manifest_path, read_manifest, write_manifest
-from .range_learning import RANGE_LEARNING_IMAGES, RANGE_LEARNING_ITERATIONS, learn_ranges
+from .range_learning import RANGE_LEARNING_IMAGES, RANGE_LEARNING_ITERATIONS, Unreplicable, learn_ranges
 from .upsample import argmax_classes
 from .weight_rounding import WEIGHT_ROUNDING_IMAGES, apply_rounding, round_weights
 
@@ -410,11 +410,15 @@ def build_engine(
             if bias_correction:
                 images = [b for _, b in zip(range(BIAS_CORRECTION_IMAGES), loader)]
                 engine_proto, corrected = correct_biases(engine_proto, pre, images, threads=threads, progress=say)
-            ranges = None
+            ranges: dict | None = None
             if range_learning:
                 images = [b for _, b in zip(range(RANGE_LEARNING_IMAGES), loader)]
-                engine_proto, ranges = learn_ranges(engine_proto, pre, images, iterations=range_iterations,
-                                                    threads=threads, progress=say)
+                try:
+                    engine_proto, learned = learn_ranges(engine_proto, pre, images, iterations=range_iterations,
+                                                         threads=threads, progress=say)
+                    ranges = learned.to_dict()
+                except Unreplicable as exc:  # e.g. a dynamic export's computed sizes: calibrated ranges stay
+                    ranges = {"skipped": str(exc)}
             details.update(
                 quantizer="onnxruntime.quantization.QDQQuantizer (QDQ, per-channel)",
                 weights="int8, symmetric, per output channel",
@@ -432,7 +436,7 @@ def build_engine(
                 target_agreement=target_agreement,
                 weight_rounding=rounding.to_dict() if rounding else {"method": "nearest"},
                 bias_correction=corrected.to_dict() if corrected else None,
-                range_learning=ranges.to_dict() if ranges else None,
+                range_learning=ranges,
             )
         parity = held_out_parity(proto32, engine_proto, mean=src.mean, std=src.std, height=height, width=width,
                                  scenes=parity_scenes, threads=threads, progress=say)

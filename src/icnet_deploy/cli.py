@@ -894,7 +894,9 @@ def build_engine_cmd(
                       f"(nearest) → {err['gptq']:.2e} ({wr['images']} calibration images, {wr['seconds']} s)",
                       highlight=False)
     rl = d.get("range_learning")
-    if rl:
+    if rl and "skipped" in rl:
+        console.print(f"activation ranges: calibrated ({escape(rl['skipped'])})", highlight=False)
+    elif rl:
         err = rl["normalised_logit_error"]
         factors = [f["factor"] for f in rl["narrowed_most"][:1] + rl["widened_most"][:1]]
         console.print(f"activation ranges: learned on {rl['images']} calibration images, {rl['iterations']} iterations, "

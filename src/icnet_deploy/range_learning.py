@@ -34,8 +34,8 @@ import numpy as np
 
 from .errors import ArtifactError
 
-__all__ = ["RANGE_LEARNING_IMAGES", "RANGE_LEARNING_ITERATIONS", "QDQReplica", "RangeLearning", "apply_ranges",
-           "learn_ranges"]
+__all__ = ["RANGE_LEARNING_IMAGES", "RANGE_LEARNING_ITERATIONS", "QDQReplica", "RangeLearning", "Unreplicable",
+           "apply_ranges", "learn_ranges"]
 
 RANGE_LEARNING_IMAGES = 16
 RANGE_LEARNING_ITERATIONS = 100
@@ -46,6 +46,12 @@ MIN_REPLICA_AGREEMENT = 95.0
 OPS = ("QuantizeLinear", "DequantizeLinear", "Conv", "Relu", "Add", "MatMul", "MaxPool", "Resize")
 
 Progress = Callable[[str, int, int], None]
+
+
+class Unreplicable(ArtifactError):
+    """The graph has something ``QDQReplica`` does not run (an op type, a computed Resize size, a
+    per-channel activation scale), or the replica does not reproduce ONNX Runtime: the build keeps
+    the calibrated ranges and says why."""
 
 
 def _attrs(node: Any) -> dict[str, Any]:
@@ -72,7 +78,7 @@ def _needed(nodes: Sequence[Any], output: str, available: Iterable[str]) -> list
     while pending:
         runnable = [k for k in pending if all(i in ready for i in nodes[k].input)]
         if not runnable:
-            raise ArtifactError(f"range learning: the graph has a cycle or a missing input at {nodes[pending[0]].name}")
+            raise Unreplicable(f"range learning: the graph has a cycle or a missing input at {nodes[pending[0]].name}")
         ordered.extend(nodes[k] for k in runnable)
         ready.update(o for k in runnable for o in nodes[k].output)
         pending = [k for k in pending if k not in set(runnable)]
@@ -86,7 +92,7 @@ class QDQReplica:
     ``scale × exp(log_factor)`` (one factor per scale initializer: tensors that share a scale in
     the graph, such as a MaxPool's input and output, keep sharing it); weights and biases behind a
     ``DequantizeLinear`` are constants. Only the op types of ``OPS`` run (ICNet's QDQ graph);
-    another type is an ``ArtifactError`` naming it.
+    another type is an ``Unreplicable`` error naming it (so is a dynamic export's computed Resize size).
     """
 
     def __init__(self, model: Any, output: str | None = None) -> None:
@@ -100,7 +106,7 @@ class QDQReplica:
         self.nodes = _needed(list(graph.node), self.output, [self.input, *inits])
         unknown = sorted({n.op_type for n in self.nodes} - set(OPS))
         if unknown:
-            raise ArtifactError(f"range learning: the graph has op types it cannot replicate in torch: {', '.join(unknown)}")
+            raise Unreplicable(f"range learning: the graph has op types it cannot replicate in torch: {', '.join(unknown)}")
         self.consts: dict[str, Any] = {}
         quantized: dict[str, Any] = {}  # Q output → its Q node
         for n in self.nodes:
@@ -115,14 +121,14 @@ class QDQReplica:
                 self.consts[n.output[0]] = torch.from_numpy(((q - zp) * s).astype(np.float32))
             elif n.op_type == "QuantizeLinear":
                 if n.input[0] in inits:
-                    raise ArtifactError(f"range learning: {n.name} quantizes a constant in the graph; expected "
+                    raise Unreplicable(f"range learning: {n.name} quantizes a constant in the graph; expected "
                                         "quantized initializers behind a DequantizeLinear")
                 quantized[n.output[0]] = n
         for n in self.nodes:
             if n.op_type == "DequantizeLinear" and n.output[0] not in self.consts:
                 q = quantized.get(n.input[0])
                 if q is None or list(q.input[1:3]) != list(n.input[1:3]):
-                    raise ArtifactError(f"range learning: {n.name} does not dequantize with its QuantizeLinear's "
+                    raise Unreplicable(f"range learning: {n.name} does not dequantize with its QuantizeLinear's "
                                         "scale and zero point")
         for name, value in inits.items():
             if name not in self.consts and value.dtype.kind == "f":
@@ -135,7 +141,7 @@ class QDQReplica:
             scale = inits[q.input[1]]
             zp = inits[q.input[2]] if len(q.input) > 2 and q.input[2] else np.zeros((), np.uint8)
             if scale.size != 1:
-                raise ArtifactError(f"range learning: {q.name} quantizes an activation per channel; expected one scale")
+                raise Unreplicable(f"range learning: {q.name} quantizes an activation per channel; expected one scale")
             info = np.iinfo(zp.dtype)
             self.quant[out] = (index[q.input[1]], float(scale.reshape(())), int(zp.reshape(())), info.min, info.max)
         self.log_factor = torch.nn.Parameter(torch.zeros(len(self.scale_names)))
@@ -209,11 +215,11 @@ class QDQReplica:
         mode = a.get("mode", b"nearest").decode()
         ctm = a.get("coordinate_transformation_mode", b"half_pixel").decode()
         if mode != "linear" or ctm not in ("half_pixel", "pytorch_half_pixel", "align_corners") or a.get("antialias", 0):
-            raise ArtifactError(f"range learning: {n.name} is a {mode} Resize ({ctm}); only bilinear resizes are replicated")
+            raise Unreplicable(f"range learning: {n.name} is a {mode} Resize ({ctm}); only bilinear resizes are replicated")
         if len(n.input) > 3 and n.input[3]:
             size = self.sizes.get(n.input[3])
             if size is None:
-                raise ArtifactError(f"range learning: {n.name}'s output size is computed in the graph; expected a constant")
+                raise Unreplicable(f"range learning: {n.name}'s output size is computed in the graph; expected a constant")
             size = size[2:]
         else:
             scales = self.consts[n.input[2]].tolist()
@@ -361,10 +367,10 @@ def learn_ranges(qdq: Any, fp32: Any, batches: Iterable[np.ndarray], *, iteratio
         with torch.no_grad():
             mine = replica(inputs[0]).numpy()
         if mine.shape != ort_logits.shape:
-            raise ArtifactError(f"range learning: the torch replica's output is {mine.shape}, ONNX Runtime's {ort_logits.shape}")
+            raise Unreplicable(f"range learning: the torch replica's output is {mine.shape}, ONNX Runtime's {ort_logits.shape}")
         report.replica_agreement_pct = 100.0 * float(np.mean(labels_of(mine) == labels_of(ort_logits)))
         if report.replica_agreement_pct < MIN_REPLICA_AGREEMENT:
-            raise ArtifactError(f"range learning: the torch replica of the INT8 graph agrees with ONNX Runtime on only "
+            raise Unreplicable(f"range learning: the torch replica of the INT8 graph agrees with ONNX Runtime on only "
                                 f"{report.replica_agreement_pct:.2f}% of the labels; not learning from it")
         report.loss_before = mean_loss()
         optimizer = torch.optim.Adam([replica.log_factor], lr=learning_rate)
