@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ArtifactError
+from .weight_rounding import _attrs, _quantized_convs, dependencies
 
 __all__ = ["RANGE_LEARNING_IMAGES", "RANGE_LEARNING_ITERATIONS", "QDQReplica", "RangeLearning", "Unreplicable",
            "apply_ranges", "learn_ranges"]
@@ -61,26 +62,11 @@ class Unreplicable(ArtifactError):
     the calibrated ranges and says why."""
 
 
-def _attrs(node: Any) -> dict[str, Any]:
-    from onnx import helper
-
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
 def _needed(nodes: Sequence[Any], output: str, available: Iterable[str]) -> list[Any]:
     """The nodes ``output`` depends on, in an order that runs (ONNX Runtime's quantizer appends
     its Q/DQ nodes at the end of the node list, so the graph's own order is not one)."""
-    producer = {o: k for k, n in enumerate(nodes) for o in n.output}
-    keep: set[int] = set()
-    stack = [output]
-    while stack:
-        k = producer.get(stack.pop())
-        if k is None or k in keep:
-            continue
-        keep.add(k)
-        stack.extend(i for i in nodes[k].input if i)
     ready = set(available) | {""}
-    pending = sorted(keep)
+    pending = sorted(dependencies(nodes, output))
     ordered: list[Any] = []
     while pending:
         runnable = [k for k in pending if all(i in ready for i in nodes[k].input)]
@@ -129,14 +115,14 @@ class QDQReplica:
             elif n.op_type == "QuantizeLinear":
                 if n.input[0] in inits:
                     raise Unreplicable(f"range learning: {n.name} quantizes a constant in the graph; expected "
-                                        "quantized initializers behind a DequantizeLinear")
+                                       "quantized initializers behind a DequantizeLinear")
                 quantized[n.output[0]] = n
         for n in self.nodes:
             if n.op_type == "DequantizeLinear" and n.output[0] not in self.consts:
                 q = quantized.get(n.input[0])
                 if q is None or list(q.input[1:3]) != list(n.input[1:3]):
                     raise Unreplicable(f"range learning: {n.name} does not dequantize with its QuantizeLinear's "
-                                        "scale and zero point")
+                                       "scale and zero point")
         for name, value in inits.items():
             if name not in self.consts and value.dtype.kind == "f":
                 self.consts[name] = torch.from_numpy(np.array(value, dtype=np.float32))
@@ -279,8 +265,6 @@ def apply_ranges(qdq: Any, factors: dict[str, float]) -> Any:
     weight scale (the same real bias; TensorRT-target graphs keep float biases and need nothing)."""
     import onnx
     from onnx import numpy_helper
-
-    from .weight_rounding import _quantized_convs
 
     model = onnx.ModelProto()
     model.CopyFrom(qdq)

@@ -30,7 +30,7 @@ trial graphs), skipping convs whose weight scales differ.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +38,7 @@ import numpy as np
 
 from .errors import ArtifactError
 
-__all__ = ["DAMPING", "MAX_POSITIONS", "WEIGHT_ROUNDING_IMAGES", "ConvRounding", "WeightRounding",
+__all__ = ["DAMPING", "MAX_POSITIONS", "WEIGHT_ROUNDING_IMAGES", "ConvRounding", "WeightRounding", "dependencies",
            "apply_rounding", "round_weights"]
 
 # Calibration images whose conv inputs make H (fixed rule, photo agreement at 1024×2048 with 4 / 8 /
@@ -180,14 +180,9 @@ def _patches(x: np.ndarray, attrs: dict[str, Any], rng: np.random.Generator) -> 
     return torch.cat([p, torch.ones(1, p.shape[1], dtype=p.dtype)])
 
 
-def _graph_up_to(model: Any, tensor: str) -> Any:
-    """A copy of ``model`` that computes only ``tensor`` (its only output): the nodes it depends
-    on and their initializers. ONNX Runtime runs every node of a graph whatever the requested
-    output, and the tail of ICNet (fusion, classifier, the full-size Resize) is its costliest part."""
-    from onnx import TensorProto, helper
-
-    graph = model.graph
-    producers = {o: k for k, n in enumerate(graph.node) for o in n.output}
+def dependencies(nodes: Sequence[Any], tensor: str) -> set[int]:
+    """Indices of the ``nodes`` that ``tensor`` depends on (itself included), whatever their order."""
+    producers = {o: k for k, n in enumerate(nodes) for o in n.output}
     needed: set[int] = set()
     stack = [tensor]
     while stack:
@@ -195,7 +190,18 @@ def _graph_up_to(model: Any, tensor: str) -> Any:
         if k is None or k in needed:
             continue
         needed.add(k)
-        stack.extend(i for i in graph.node[k].input if i)
+        stack.extend(i for i in nodes[k].input if i)
+    return needed
+
+
+def _graph_up_to(model: Any, tensor: str) -> Any:
+    """A copy of ``model`` that computes only ``tensor`` (its only output): the nodes it depends
+    on and their initializers. ONNX Runtime runs every node of a graph whatever the requested
+    output, and the tail of ICNet (fusion, classifier, the full-size Resize) is its costliest part."""
+    from onnx import TensorProto, helper
+
+    graph = model.graph
+    needed = dependencies(graph.node, tensor)
     nodes = [n for k, n in enumerate(graph.node) if k in needed]
     used = {i for n in nodes for i in n.input}
     sub = helper.make_graph(
