@@ -130,6 +130,14 @@ def test_cache_reuse_accepts_matching_settings(int8_build, small_onnx, tmp_path)
     assert m.details["calibration"]["tail_cap"] == 3.0
 
 
+def test_range_learning_is_on_by_default_for_the_cpu_target_only(int8_build, small_onnx, tmp_path):
+    _, cache, payload = int8_build  # the CLI build above: cpu target, no --range-learning flag
+    assert payload["manifest"]["details"]["range_learning"]["iterations"] == 10
+    m = build_engine(small_onnx, tmp_path / "t.onnx", precision="int8", target="tensorrt", calib_cache=cache,
+                     target_agreement=None, weight_rounding="nearest", bias_correction=False, threads=1)
+    assert m.details["range_learning"] is None  # the straight-through gradient did not help there
+
+
 def test_search_is_the_default_and_stops_when_all_int8_is_enough(small_onnx, calib_dir, tmp_path):
     # random weights agree ~96% fully quantized: a 0.5 (= 50%) target is met with no fp32 layer
     m = build_engine(small_onnx, tmp_path / "s.onnx", precision="int8", calib=calib_dir, target_agreement=0.5, range_learning=False,
@@ -189,7 +197,8 @@ def test_fp16_cli_says_it_is_not_faster_on_cpu(small_onnx, tmp_path):
 
 
 def test_explicit_fp32_layers_and_tensorrt_target(small_onnx, calib_dir, tmp_path):
-    m = build_engine(small_onnx, tmp_path / "t.onnx", precision="int8", calib=calib_dir, target="tensorrt", range_iterations=10,  # no search
+    m = build_engine(small_onnx, tmp_path / "t.onnx", precision="int8", calib=calib_dir, target="tensorrt", range_learning=True,  # asked for; no search
+                     range_iterations=10,
                      fp32_layers=["/classifier/Conv"], calib_method="minmax", threads=1)
     assert m.target == "tensorrt" and m.details["activation_dtype"] == "int8"
     assert m.details["fp32_layers"] == {"/classifier/Conv": "kept fp32 on request"}

@@ -152,3 +152,13 @@ def test_a_dynamic_export_builds_with_calibrated_ranges_and_says_why(small_check
     skipped = m.details["range_learning"]["skipped"]
     assert "cannot replicate in torch" in skipped and "Shape" in skipped
     assert (tmp_path / "dynamic_int8.onnx").is_file()
+
+
+def test_a_graph_with_no_quantized_activation_is_unreplicable(small_quant_setup):
+    from icnet_deploy.range_learning import Unreplicable
+
+    pre, cache, batches = small_quant_setup
+    everything = {n: "fp32" for n in Q.quantizable_nodes(pre)}
+    model = Q.quantize_qdq(pre, cache, target="cpu", exclude=everything)
+    with pytest.raises(Unreplicable, match="quantizes no activations"):
+        learn_ranges(model, pre, batches[:1], iterations=1)

@@ -240,7 +240,7 @@ def build_engine(
     fp32_layers: Sequence[str] | None = None,
     weight_rounding: str = "gptq",
     bias_correction: bool | None = None,
-    range_learning: bool = True,
+    range_learning: bool | None = None,
     range_iterations: int = RANGE_LEARNING_ITERATIONS,
     search_images: int = SEARCH_IMAGES,
     parity_scenes: int = PARITY_SCENES,
@@ -283,7 +283,8 @@ def build_engine(
     ``range_learning``: last, fit every activation's scale so the engine's logits match fp32 on the
     first ``RANGE_LEARNING_IMAGES`` calibration images (``range_learning.learn_ranges``,
     ``range_iterations`` Adam steps, ~2 s each at 1024×2048 on 2 cores); the search measures its
-    candidates without it. Only scales change: the engine's speed does not.
+    candidates without it. Only scales change: the engine's speed does not. Default (None): on for
+    the ``cpu`` target, off for ``tensorrt`` (its straight-through gradient raised the error there).
 
     ``size``: calibration and parity size for a dynamic export (default 1024×2048).
     """
@@ -312,6 +313,8 @@ def build_engine(
         bias_correction = weight_rounding == "nearest"
     if calib_limit is not None and calib_limit < 1:
         raise IcnetDeployError(f"calib_limit must be at least 1, got {calib_limit}")
+    if range_learning is None:
+        range_learning = precision == "int8" and target == "cpu"
     if range_iterations < 1:
         raise IcnetDeployError(f"range_iterations must be at least 1, got {range_iterations}")
     output = Path(output)

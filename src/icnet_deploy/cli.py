@@ -820,7 +820,7 @@ def build_engine_cmd(
     fp32_layer: Optional[list[str]] = typer.Option(None, "--fp32-layer", help="Keep this node in fp32 (repeatable); replaces the default rule."),
     weight_rounding: str = typer.Option("gptq", help="INT8 weight rounding: gptq (round each conv so its output moves least, on 8 calibration images; ~0.7 s per conv at 1024×2048) | nearest."),
     bias_correction: Optional[bool] = typer.Option(None, "--bias-correction/--no-bias-correction", help="INT8: remove the mean output shift each quantized conv adds (8 calibration images, a few seconds). Default: on with --weight-rounding nearest, off with gptq (which fits the biases itself)."),
-    range_learning: bool = typer.Option(True, "--range-learning/--no-range-learning", help="INT8: fit each activation's scale so the engine's logits match fp32 on 16 calibration images (same speed; ~2 s per iteration at 1024×2048)."),
+    range_learning: Optional[bool] = typer.Option(None, "--range-learning/--no-range-learning", help="INT8: fit each activation's scale so the engine's logits match fp32 on 16 calibration images (same speed; ~2 s per iteration at 1024×2048). Default: on for --target cpu, off for tensorrt (where it did not help)."),
     range_iterations: int = typer.Option(_RANGE_ITERATIONS, min=1, help="INT8 range learning: Adam steps, one calibration image each."),
     threads: Optional[int] = typer.Option(None, min=1, help="ONNX Runtime intra-op threads for calibration and parity."),
     workspace_mib: int = typer.Option(4096, help="TensorRT builder workspace limit (MiB)."),
@@ -896,6 +896,10 @@ def build_engine_cmd(
     rl = d.get("range_learning")
     if rl and "skipped" in rl:
         console.print(f"activation ranges: calibrated ({escape(rl['skipped'])})", highlight=False)
+    elif rl and not rl["kept"]:
+        err = rl["normalised_logit_error"]
+        console.print(f"activation ranges: calibrated (learning on {rl['images']} images moved the logit error "
+                      f"{err['before']:.4g} → {err['after']:.4g}: not kept)", highlight=False)
     elif rl:
         err = rl["normalised_logit_error"]
         factors = [f["factor"] for f in rl["narrowed_most"][:1] + rl["widened_most"][:1]]

@@ -25,9 +25,9 @@ cascade fusions' low-resolution inputs ×0.7–0.8, and the photographs, which i
 The step-size gradient is a straight-through estimate, and it can mislead: on the ``tensorrt``
 target (symmetric int8 activations, zero point 0: half the steps of a post-ReLU tensor unused) it
 raised the error on the images it learned from (shipped checkpoint, fixed rule, 256×512:
-normalised error 7.8e-4 → 1.26e-3; the ``cpu`` target 4.5e-4 → 2.2e-4). So the learned scales
-are kept only when they lower that error; otherwise the calibrated ones stay and the manifest
-says so (``kept``).
+normalised error 7.8e-4 → 1.26e-3; the ``cpu`` target 4.5e-4 → 2.2e-4). So ``build_engine``
+runs it by default for the ``cpu`` target only, and the learned scales are kept only when they
+lower that error; otherwise the calibrated ones stay and the manifest says so (``kept``).
 """
 
 from __future__ import annotations
@@ -337,6 +337,8 @@ def learn_ranges(qdq: Any, fp32: Any, batches: Iterable[np.ndarray], *, iteratio
     teacher_graph, _ = _coarse(fp32)
     engine_graph, output = _coarse(qdq)
     replica = QDQReplica(qdq, output)
+    if not replica.scale_names:
+        raise Unreplicable("range learning: the graph quantizes no activations")
     previous_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(int(threads))
