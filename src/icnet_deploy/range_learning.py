@@ -39,8 +39,9 @@ from typing import Any
 
 import numpy as np
 
+from .backends.onnxruntime import graph_dependencies
 from .errors import ArtifactError
-from .weight_rounding import _attrs, _quantized_convs, dependencies
+from .weight_rounding import _attrs, _quantized_convs, write_bias_steps
 
 __all__ = ["RANGE_LEARNING_IMAGES", "RANGE_LEARNING_ITERATIONS", "QDQReplica", "RangeLearning", "Unreplicable",
            "apply_ranges", "learn_ranges"]
@@ -66,7 +67,7 @@ def _needed(nodes: Sequence[Any], output: str, available: Iterable[str]) -> list
     """The nodes ``output`` depends on, in an order that runs (ONNX Runtime's quantizer appends
     its Q/DQ nodes at the end of the node list, so the graph's own order is not one)."""
     ready = set(available) | {""}
-    pending = sorted(dependencies(nodes, output))
+    pending = sorted(graph_dependencies(nodes, output))
     ordered: list[Any] = []
     while pending:
         runnable = [k for k in pending if all(i in ready for i in nodes[k].input)]
@@ -280,11 +281,9 @@ def apply_ranges(qdq: Any, factors: dict[str, float]) -> Any:
                 * numpy_helper.to_array(inits[conv.bias_scale]).astype(np.float64))
         step = old[conv.input_scale] * factors[conv.input_scale] * \
             numpy_helper.to_array(inits[conv.weight_scale]).astype(np.float64)
-        info = np.iinfo(np.int32)
-        steps = np.clip(np.round(bias / step), info.min, info.max).astype(np.int32)
         inits[conv.bias_scale].CopyFrom(numpy_helper.from_array(step.astype(np.float32).reshape(
             numpy_helper.to_array(inits[conv.bias_scale]).shape), conv.bias_scale))
-        inits[conv.bias_q].CopyFrom(numpy_helper.from_array(steps, conv.bias_q))
+        write_bias_steps(inits, conv, bias)
     for name, factor in factors.items():
         value = old[name] * factor
         inits[name].CopyFrom(numpy_helper.from_array(value.astype(np.float32), name))

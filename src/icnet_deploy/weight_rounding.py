@@ -30,7 +30,7 @@ trial graphs), skipping convs whose weight scales differ.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +38,7 @@ import numpy as np
 
 from .errors import ArtifactError
 
-__all__ = ["DAMPING", "MAX_POSITIONS", "WEIGHT_ROUNDING_IMAGES", "ConvRounding", "WeightRounding", "dependencies",
+__all__ = ["DAMPING", "MAX_POSITIONS", "WEIGHT_ROUNDING_IMAGES", "ConvRounding", "WeightRounding",
            "apply_rounding", "round_weights"]
 
 # Calibration images whose conv inputs make H (fixed rule, photo agreement at 1024×2048 with 4 / 8 /
@@ -142,6 +142,17 @@ def _attrs(node: Any) -> dict[str, Any]:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
+def write_bias_steps(inits: dict[str, Any], conv: _QuantizedConv, bias: np.ndarray) -> None:
+    """Put the float ``bias`` into ``conv``'s int32 bias initializer, in steps of its bias scale
+    (``inits``: name → TensorProto, edited in place)."""
+    from onnx import numpy_helper
+
+    scale = numpy_helper.to_array(inits[conv.bias_scale]).astype(np.float64)
+    info = np.iinfo(np.int32)
+    steps = np.clip(np.round(bias / scale), info.min, info.max).astype(np.int32)
+    inits[conv.bias_q].CopyFrom(numpy_helper.from_array(steps, conv.bias_q))
+
+
 def _write(inits: dict[str, Any], conv: _QuantizedConv, weights: np.ndarray, bias: np.ndarray) -> None:
     """Put int8 ``weights`` and float ``bias`` into the graph's initializers (``inits``: name →
     TensorProto, edited in place) for ``conv``."""
@@ -149,10 +160,7 @@ def _write(inits: dict[str, Any], conv: _QuantizedConv, weights: np.ndarray, bia
 
     inits[conv.weight_q].CopyFrom(numpy_helper.from_array(weights.astype(np.int8), conv.weight_q))
     if conv.bias_q is not None:
-        scale = numpy_helper.to_array(inits[conv.bias_scale]).astype(np.float64)
-        info = np.iinfo(np.int32)
-        steps = np.clip(np.round(bias / scale), info.min, info.max).astype(np.int32)
-        inits[conv.bias_q].CopyFrom(numpy_helper.from_array(steps, conv.bias_q))
+        write_bias_steps(inits, conv, bias)
     elif conv.bias_float is not None:
         inits[conv.bias_float].CopyFrom(numpy_helper.from_array(bias.astype(np.float32), conv.bias_float))
 
@@ -180,28 +188,16 @@ def _patches(x: np.ndarray, attrs: dict[str, Any], rng: np.random.Generator) -> 
     return torch.cat([p, torch.ones(1, p.shape[1], dtype=p.dtype)])
 
 
-def dependencies(nodes: Sequence[Any], tensor: str) -> set[int]:
-    """Indices of the ``nodes`` that ``tensor`` depends on (itself included), whatever their order."""
-    producers = {o: k for k, n in enumerate(nodes) for o in n.output}
-    needed: set[int] = set()
-    stack = [tensor]
-    while stack:
-        k = producers.get(stack.pop())
-        if k is None or k in needed:
-            continue
-        needed.add(k)
-        stack.extend(i for i in nodes[k].input if i)
-    return needed
-
-
 def _graph_up_to(model: Any, tensor: str) -> Any:
     """A copy of ``model`` that computes only ``tensor`` (its only output): the nodes it depends
     on and their initializers. ONNX Runtime runs every node of a graph whatever the requested
     output, and the tail of ICNet (fusion, classifier, the full-size Resize) is its costliest part."""
     from onnx import TensorProto, helper
 
+    from .backends.onnxruntime import graph_dependencies
+
     graph = model.graph
-    needed = dependencies(graph.node, tensor)
+    needed = graph_dependencies(graph.node, tensor)
     nodes = [n for k, n in enumerate(graph.node) if k in needed]
     used = {i for n in nodes for i in n.input}
     sub = helper.make_graph(

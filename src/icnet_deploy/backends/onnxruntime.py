@@ -83,6 +83,20 @@ def final_resize_source(proto: Any) -> str | None:
     return final.input[0]
 
 
+def graph_dependencies(nodes: Sequence[Any], tensor: str) -> set[int]:
+    """Indices of the ``nodes`` that ``tensor`` depends on (its producer included), whatever their order."""
+    producers = {o: k for k, n in enumerate(nodes) for o in n.output}
+    needed: set[int] = set()
+    stack = [tensor]
+    while stack:
+        k = producers.get(stack.pop())
+        if k is None or k in needed:
+            continue
+        needed.add(k)
+        stack.extend(i for i in nodes[k].input if i)
+    return needed
+
+
 def coarse_logits_graph(proto: Any) -> Any | None:
     """A copy of the graph that stops before its final bilinear Resize of the logits; None if it has none.
 
@@ -97,15 +111,8 @@ def coarse_logits_graph(proto: Any) -> Any | None:
     source = final_resize_source(proto)
     if source is None:
         return None
-    producer = {o: k for k, n in enumerate(graph.node) for o in n.output}
-    needed, kept, todo = {source}, set(), [source]
-    while todo:  # walk back from the new output (the quantizer does not keep nodes sorted)
-        k = producer.get(todo.pop())
-        if k is not None and k not in kept:
-            kept.add(k)
-            fresh = [i for i in graph.node[k].input if i and i not in needed]
-            needed.update(fresh)
-            todo.extend(fresh)
+    kept = graph_dependencies(graph.node, source)  # the quantizer does not keep nodes sorted
+    needed = {source} | {i for k in kept for i in graph.node[k].input if i}
     coarse = onnx.ModelProto()
     coarse.CopyFrom(proto)
     del coarse.graph.node[:]
