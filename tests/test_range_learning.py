@@ -16,7 +16,7 @@ from icnet_deploy import quantize as Q
 from icnet_deploy.backends.onnxruntime import create_session
 from icnet_deploy.errors import ArtifactError
 from icnet_deploy.range_learning import QDQReplica, apply_ranges, learn_ranges
-from icnet_deploy.weight_rounding import _quantized_convs
+from icnet_deploy.weight_rounding import quantized_convs
 
 
 def _run(proto, batch):
@@ -50,14 +50,14 @@ def test_the_replica_reproduces_onnx_runtime(qdq):
 def test_written_scales_run_in_onnx_runtime_as_the_replica_predicts_and_keep_every_bias(qdq):
     target, _, model, batches = qdq
     replica = QDQReplica(model)
-    convs = [c for c in _quantized_convs(model.graph) if c.input_scale in replica.scale_names]
+    convs = [c for c in quantized_convs(model.graph) if c.input_scale in replica.scale_names]
     chosen = convs[len(convs) // 2].input_scale  # one conv input, somewhere in the middle
     factors = {name: 1.0 for name in replica.scale_names}
     factors[chosen] = 1.7
     edited = apply_ranges(model, factors)
     before, after = _arrays(model), _arrays(edited)
     assert math.isclose(float(after[chosen]), 1.7 * float(before[chosen]), rel_tol=1e-6)
-    for conv in _quantized_convs(edited.graph):
+    for conv in quantized_convs(edited.graph):
         if conv.bias_q is None:
             continue
         old = before[conv.bias_q].astype(np.float64) * before[conv.bias_scale]
@@ -65,7 +65,7 @@ def test_written_scales_run_in_onnx_runtime_as_the_replica_predicts_and_keep_eve
         np.testing.assert_allclose(after[conv.bias_scale], after[conv.input_scale] * after[conv.weight_scale], rtol=1e-6)
         assert np.all(np.abs(new - old) <= 0.51 * after[conv.bias_scale] + 1e-12)  # the same real bias, to half a step
     if target == "tensorrt":  # float biases: nothing to re-express
-        assert all(np.array_equal(before[c.bias_float], after[c.bias_float]) for c in _quantized_convs(edited.graph) if c.bias_float)
+        assert all(np.array_equal(before[c.bias_float], after[c.bias_float]) for c in quantized_convs(edited.graph) if c.bias_float)
     with torch.no_grad():
         replica.log_factor[replica.scale_names.index(chosen)] = math.log(1.7)
         predicted = replica(torch.from_numpy(batches[1])).numpy()
@@ -97,7 +97,7 @@ def test_learning_lowers_the_logit_error_and_changes_only_scales_and_biases(qdq)
     assert [(n.op_type, list(n.input), list(n.output)) for n in learned.graph.node] == \
            [(n.op_type, list(n.input), list(n.output)) for n in model.graph.node]
     before, after = _arrays(model), _arrays(learned)
-    biases = {c.bias_q for c in _quantized_convs(model.graph)} | {c.bias_scale for c in _quantized_convs(model.graph)}
+    biases = {c.bias_q for c in quantized_convs(model.graph)} | {c.bias_scale for c in quantized_convs(model.graph)}
     changed = {k for k in before if not np.array_equal(before[k], after[k])}
     assert changed and changed <= set(report.factors) | biases
     assert all(after[k].dtype == before[k].dtype for k in before)

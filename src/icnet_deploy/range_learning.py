@@ -41,7 +41,7 @@ import numpy as np
 
 from .backends.onnxruntime import graph_dependencies
 from .errors import ArtifactError
-from .weight_rounding import _attrs, _quantized_convs, write_bias_steps
+from .weight_rounding import node_attributes, quantized_convs, write_bias_steps
 
 __all__ = ["RANGE_LEARNING_IMAGES", "RANGE_LEARNING_ITERATIONS", "QDQReplica", "RangeLearning", "Unreplicable",
            "apply_ranges", "learn_ranges"]
@@ -110,7 +110,7 @@ class QDQReplica:
                 zp = inits[n.input[2]].astype(np.float64) if len(n.input) > 2 and n.input[2] else np.zeros(())
                 if s.ndim == 1 and q.ndim > 1:
                     shape = [1] * q.ndim
-                    shape[_attrs(n).get("axis", 1)] = -1
+                    shape[node_attributes(n).get("axis", 1)] = -1
                     s, zp = s.reshape(shape), zp.reshape(shape)
                 self.consts[n.output[0]] = torch.from_numpy(((q - zp) * s).astype(np.float32))
             elif n.op_type == "QuantizeLinear":
@@ -166,7 +166,7 @@ class QDQReplica:
             if op == "DequantizeLinear":
                 values[out] = self.consts[out] if out in self.consts else values[n.input[0]]
                 continue
-            a = _attrs(n)
+            a = node_attributes(n)
             if op == "Resize":  # its roi / scales / sizes are constants read in _resize
                 values[out] = self._resize(n, get(n.input[0]), a)
                 continue
@@ -274,7 +274,7 @@ def apply_ranges(qdq: Any, factors: dict[str, float]) -> Any:
     if missing:
         raise ArtifactError(f"range learning: the graph has no scale {missing[0]!r}")
     old = {name: numpy_helper.to_array(inits[name]).astype(np.float64) for name in factors}
-    for conv in _quantized_convs(model.graph):
+    for conv in quantized_convs(model.graph):
         if conv.input_scale not in factors or conv.bias_q is None:
             continue
         bias = (numpy_helper.to_array(inits[conv.bias_q]).astype(np.float64)
@@ -352,19 +352,22 @@ def learn_ranges(qdq: Any, fp32: Any, batches: Iterable[np.ndarray], *, iteratio
         inputs = [torch.from_numpy(b) for b in batches]
         norms = [float((t * t).mean()) or 1.0 for t in targets]
 
-        def mean_loss() -> float:
+        def mean_loss(first: Any = None) -> float:
+            """Mean loss over the images; ``first``: image 0's replica output when already computed."""
             with torch.no_grad():
-                return float(np.mean([float(_loss(replica(x), t, m)) for x, t, m in zip(inputs, targets, norms)]))
+                outs = (first if k == 0 and first is not None else replica(x) for k, x in enumerate(inputs))
+                return float(np.mean([float(_loss(o, t, m)) for o, t, m in zip(outs, targets, norms)]))
 
         with torch.no_grad():
-            mine = replica(inputs[0]).numpy()
+            first = replica(inputs[0])
+        mine = first.numpy()
         if mine.shape != ort_logits.shape:
             raise Unreplicable(f"range learning: the torch replica's output is {mine.shape}, ONNX Runtime's {ort_logits.shape}")
         report.replica_agreement_pct = 100.0 * float(np.mean(labels_of(mine) == labels_of(ort_logits)))
         if report.replica_agreement_pct < MIN_REPLICA_AGREEMENT:
             raise Unreplicable(f"range learning: the torch replica of the INT8 graph agrees with ONNX Runtime on only "
                                 f"{report.replica_agreement_pct:.2f}% of the labels; not learning from it")
-        report.loss_before = mean_loss()
+        report.loss_before = mean_loss(first)
         optimizer = torch.optim.Adam([replica.log_factor], lr=learning_rate)
         kept = torch.zeros_like(replica.log_factor)
         averaged = 0

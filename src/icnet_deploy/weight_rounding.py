@@ -38,8 +38,8 @@ import numpy as np
 
 from .errors import ArtifactError
 
-__all__ = ["DAMPING", "MAX_POSITIONS", "WEIGHT_ROUNDING_IMAGES", "ConvRounding", "WeightRounding",
-           "apply_rounding", "round_weights"]
+__all__ = ["DAMPING", "MAX_POSITIONS", "WEIGHT_ROUNDING_IMAGES", "ConvRounding", "QuantizedConv", "WeightRounding",
+           "apply_rounding", "node_attributes", "quantized_convs", "round_weights", "write_bias_steps"]
 
 # Calibration images whose conv inputs make H (fixed rule, photo agreement at 1024×2048 with 4 / 8 /
 # 16 images: 98.14 / 98.14 / 98.15%, GPTQ 31 / 43 / 87 s). 8 images at 1024×2048 give each conv of ICNet's
@@ -98,7 +98,8 @@ def _round(x: float) -> float:
 # graph plumbing
 # --------------------------------------------------------------------------------------------
 @dataclass
-class _QuantizedConv:
+class QuantizedConv:
+    """Where a QDQ conv keeps its int8 weights, their scales and its bias (int32 steps or float)."""
     node: Any  # the Conv NodeProto (in the graph being edited)
     weight_q: str  # int8 weight initializer
     weight_scale: str  # per-channel scale initializer
@@ -108,7 +109,7 @@ class _QuantizedConv:
     bias_float: str | None  # float bias initializer (tensorrt target)
 
 
-def _quantized_convs(graph: Any) -> list[_QuantizedConv]:
+def quantized_convs(graph: Any) -> list[QuantizedConv]:
     """Convs whose weights are an int8 initializer behind a DequantizeLinear, in graph order."""
     producers = {o: n for n in graph.node for o in n.output}
     inits = {i.name for i in graph.initializer}
@@ -126,7 +127,7 @@ def _quantized_convs(graph: Any) -> list[_QuantizedConv]:
             continue
         bias = conv.input[2] if len(conv.input) > 2 and conv.input[2] else None
         b_dq = dq_of(bias) if bias else None
-        found.append(_QuantizedConv(
+        found.append(QuantizedConv(
             node=conv, weight_q=w_dq.input[0], weight_scale=w_dq.input[1],
             input_scale=x_dq.input[1] if x_dq is not None else None,
             bias_q=b_dq.input[0] if b_dq is not None else None,
@@ -136,13 +137,14 @@ def _quantized_convs(graph: Any) -> list[_QuantizedConv]:
     return found
 
 
-def _attrs(node: Any) -> dict[str, Any]:
+def node_attributes(node: Any) -> dict[str, Any]:
+    """A NodeProto's attributes as a name → Python value dict (GPTQ and range learning read conv/resize attributes)."""
     from onnx import helper
 
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-def write_bias_steps(inits: dict[str, Any], conv: _QuantizedConv, bias: np.ndarray) -> None:
+def write_bias_steps(inits: dict[str, Any], conv: QuantizedConv, bias: np.ndarray) -> None:
     """Put the float ``bias`` into ``conv``'s int32 bias initializer, in steps of its bias scale
     (``inits``: name → TensorProto, edited in place)."""
     from onnx import numpy_helper
@@ -153,7 +155,7 @@ def write_bias_steps(inits: dict[str, Any], conv: _QuantizedConv, bias: np.ndarr
     inits[conv.bias_q].CopyFrom(numpy_helper.from_array(steps, conv.bias_q))
 
 
-def _write(inits: dict[str, Any], conv: _QuantizedConv, weights: np.ndarray, bias: np.ndarray) -> None:
+def _write(inits: dict[str, Any], conv: QuantizedConv, weights: np.ndarray, bias: np.ndarray) -> None:
     """Put int8 ``weights`` and float ``bias`` into the graph's initializers (``inits``: name →
     TensorProto, edited in place) for ``conv``."""
     from onnx import numpy_helper
@@ -273,7 +275,7 @@ def round_weights(qdq: Any, fp32: Any, batches: Iterable[np.ndarray], *, threads
     model = onnx.ModelProto()
     model.CopyFrom(qdq)
     graph = model.graph
-    convs = [c for c in _quantized_convs(graph) if _attrs(c.node).get("group", 1) == 1]
+    convs = [c for c in quantized_convs(graph) if node_attributes(c.node).get("group", 1) == 1]
     fp_convs = {n.name: n for n in fp32.graph.node if n.op_type == "Conv"}
     fp_inits = {i.name: i for i in fp32.graph.initializer}
     missing = [c.node.name for c in convs if c.node.name not in fp_convs or fp_convs[c.node.name].input[1] not in fp_inits]
@@ -297,7 +299,7 @@ def round_weights(qdq: Any, fp32: Any, batches: Iterable[np.ndarray], *, threads
             probe = _graph_up_to(model, conv.node.input[0])
             session = create_session(probe.SerializeToString(), threads=threads)
             name_in = session.get_inputs()[0].name
-            attrs = _attrs(conv.node)
+            attrs = node_attributes(conv.node)
             h = None
             for batch in batches:
                 p = _patches(session.run(None, {name_in: batch})[0], attrs, rng)
@@ -329,7 +331,7 @@ def apply_rounding(qdq: Any, rounding: WeightRounding) -> Any:
     model.CopyFrom(qdq)
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
-    for conv in _quantized_convs(graph):
+    for conv in quantized_convs(graph):
         found = rounding.weights.get(conv.node.name)
         if found is None:
             continue
