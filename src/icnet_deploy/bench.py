@@ -236,14 +236,12 @@ class BenchReport:
         raise KeyError(name)
 
 
-def _environment() -> dict[str, Any]:
+def _environment(device: str) -> dict[str, Any]:
     import platform
 
-    from .manifest import library_versions
+    from .machine import describe_machine
 
-    env = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-           "versions": library_versions("torch", "onnxruntime", "onnxruntime-gpu", "tensorrt"),
-           "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+    env = describe_machine(device) | {"cpus": os.cpu_count(), "python": platform.python_version()}
     try:
         env["loadavg_before"] = os.getloadavg()[0]
     except OSError:
@@ -306,7 +304,7 @@ def bench(
     # engines are named by their file (two fp32 ONNX files would otherwise both be "onnx-fp32")
     names = _unique_names([s if s.startswith(EAGER) else Path(s).name for s in specs])
     size = tuple(size) if size else _default_size(runners)  # type: ignore[assignment]
-    env = _environment()
+    env = _environment(device)
 
     results = [{"name": n, "spec": s} for n, s in zip(names, specs)]
     for res, runner in zip(results, runners):

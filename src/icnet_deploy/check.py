@@ -72,6 +72,8 @@ PHOTOS_SET = "photos"
 NEAR_TIE_LOGIT = 0.1
 
 Progress = Callable[[str], None]
+# (image set, image name, uint8 H×W×3 image, eager logits C×h×w, engine labels h×w): see ``check(observe=…)``
+Observer = Callable[[str, str, np.ndarray, np.ndarray, np.ndarray], None]
 Sample = tuple[str, np.ndarray, "np.ndarray | None"]  # (name, uint8 H×W×3, train ids H×W or None)
 
 
@@ -190,6 +192,7 @@ class CheckReport:
     layerwise: dict | None = None
     int8_breakdown: dict | None = None
     notes: list[str] = field(default_factory=list)
+    environment: dict = field(default_factory=dict)  # machine.describe_machine(): CPU, ISA, threads, GPU, versions
 
     @property
     def passed(self) -> bool:
@@ -396,6 +399,7 @@ def check(
     layerwise_tolerance: float | None = None,
     int8_breakdown: bool = False,
     progress: Progress | None = None,
+    observe: Observer | None = None,
 ) -> CheckReport:
     """Compare ``engine`` (an artifact path) with its eager fp32 model; see the module docstring.
 
@@ -405,11 +409,13 @@ def check(
     diverging tensor against the fp32 ``reference`` ONNX (default: the engine's parent, see
     ``layerwise.find_reference``). ``int8_breakdown``: also split an INT8 engine's disagreement with
     that reference into weight rounding, range clipping and activation rounding, on the same images
-    (``int8_breakdown.py``). Raises ``IcnetDeployError`` for bad arguments, files or a
+    (``int8_breakdown.py``). ``observe``: called after each image with its arrays (e.g.
+    ``report.WorstImages`` keeps the worst few for an HTML report). Raises ``IcnetDeployError`` for bad arguments, files or a
     checkpoint mismatch; parity failures are in the report.
     """
     from .backends.loader import eager_reference, load
     from .infer import prepare
+    from .machine import describe_machine
 
     say = progress or (lambda _m: None)
     started = time.perf_counter()
@@ -468,6 +474,8 @@ def check(
                 eng_out = runner.infer(xe)[0]
                 ref_logits = eager.infer(x)[0]
                 eng_labels = stats.add(name, eng_out, ref_logits, runner.output_kind, image.shape[:2], truth)
+                if observe is not None:
+                    observe(set_name, name, image, ref_logits, eng_labels)
                 if breakdown is not None:
                     say(f"int8 breakdown: {set_name}: {name}")
                     breakdown.add(set_name, xe)
@@ -478,6 +486,7 @@ def check(
         engine_info, eager_info = runner.describe(), eager.describe()
     eager_info["checkpoint"] = str(getattr(eager, "_checkpoint", None))
     eager_info["checkpoint_sha256"] = manifest.checkpoint_sha256
+    engine_info["manifest"] = manifest.to_dict()
 
     layer_report = None
     if layerwise:
@@ -490,6 +499,7 @@ def check(
         engine=engine_info, reference=eager_info, precision=manifest.precision, thresholds=asdict(thresholds),
         sets=results, checks=_checks(results, thresholds), seconds=round(time.perf_counter() - started, 2),
         layerwise=layer_report, int8_breakdown=breakdown.result() if breakdown is not None else None, notes=notes,
+        environment=describe_machine(device),
     )
 
 
