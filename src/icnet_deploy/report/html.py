@@ -14,6 +14,7 @@ import html
 import json
 import math
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -396,7 +397,7 @@ def _check_section(doc: _Doc, anchor: str, worst: Sequence[KeptImage] | None) ->
     engine = r.get("engine") or {}
     checks = r.get("checks") or []
     passed = bool(r.get("passed", all(c.get("passed") for c in checks)))
-    name = engine.get("name") or engine.get("artifact") or "engine"
+    name = Path(engine["artifact"]).name if engine.get("artifact") else engine.get("name") or "engine"
     title = f"check {name}"
     header = (f'<h2 id="{anchor}">Parity: {_e(name)} <span class="badge {"pass" if passed else "fail"}">'
               f'{"PASSED" if passed else "FAILED"}</span></h2>'
@@ -407,12 +408,13 @@ def _check_section(doc: _Doc, anchor: str, worst: Sequence[KeptImage] | None) ->
     sets = r.get("sets") or []
     if sets:
         body += ["<h3>Per image set</h3>", _sets_table(doc, sets)]
-        for i, s in enumerate(sets):
-            body += [f"<h3>Per image: {_e(s['set'])}</h3>", _per_image_table(doc, i, s)]
+    body += ["<h3>Where the engine disagrees</h3>", _worst_images(doc, r, worst)]
+    if sets:
         body.append("<h3>Per class</h3>")
         body += [_per_class(doc, i, s) for i, s in enumerate(sets)]
-    body += ["<h3>Where the engine disagrees</h3>", _worst_images(doc, r, worst), _analysis(doc, r),
-             _identity(doc, r)]
+        for i, s in enumerate(sets):
+            body += [f"<h3>Per image: {_e(s['set'])}</h3>", _per_image_table(doc, i, s)]
+    body += [_analysis(doc, r), _identity(doc, r)]
     return title, f'<section class="check">{"".join(body)}</section>'
 
 

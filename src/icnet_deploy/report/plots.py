@@ -146,6 +146,14 @@ def gap_colorbar_svg(vmax: float, delta: float | None) -> str:
     return _svg(fig, "colour scale of the disagreement maps", "plot narrow")
 
 
+def _horizontal_boxes() -> dict[str, Any]:
+    """``boxplot``'s keyword for horizontal boxes: ``orientation`` since matplotlib 3.10, ``vert`` before."""
+    import matplotlib
+
+    major, minor = (int(v) for v in matplotlib.__version__.split(".")[:2])
+    return {"orientation": "horizontal"} if (major, minor) >= (3, 10) else {"vert": False}
+
+
 def latency_svg(engines: Sequence[dict], modes: Sequence[str]) -> str:
     """Per engine and mode, a box plot of the per-iteration latencies with every iteration as a dot
     (a log axis where the engines' medians differ more than 5×, so the fast ones stay visible)."""
@@ -156,8 +164,8 @@ def latency_svg(engines: Sequence[dict], modes: Sequence[str]) -> str:
     for ax, mode in zip(axes, modes):
         samples = [e[mode].get("times_ms") or [] for e in engines]
         rows = [k for k, s in enumerate(samples) if s]
-        ax.boxplot([samples[k] for k in rows], positions=rows, vert=False, widths=0.55, showfliers=False,
-                   medianprops={"color": "black", "lw": 1.6}, whis=(0, 100))
+        ax.boxplot([samples[k] for k in rows], positions=rows, widths=0.55, showfliers=False,
+                   medianprops={"color": "black", "lw": 1.6}, whis=(0, 100), **_horizontal_boxes())
         for k in rows:
             y = k + rng.uniform(-0.18, 0.18, len(samples[k]))
             ax.scatter(samples[k], y, s=12, alpha=0.7, color=ENGINE_COLOURS[k % len(ENGINE_COLOURS)], zorder=3)
