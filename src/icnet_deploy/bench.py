@@ -11,7 +11,8 @@
   final upsample where the backend can stop there (``Runner.infer_for_labels``), then the exact
   labels of that upsample at ``size`` (``infer.to_labels``).
 * **Spread, not the best run.** p50/p90/p99, mean, std, min and max in ms; ``cv`` (std/mean) and
-  a ``noisy`` flag when it exceeds 10 %; the 1-minute load average before and after the run.
+  a ``noisy`` flag when it exceeds 10 %; the 1-minute load average before and after the run, and
+  the machine (CPU model and ISA flags, threads, versions: ``machine.describe_machine``).
   Throughput is images/s from the *mean* latency (batch · 1000 / mean ms).
 * **Memory, each engine in a fresh process.** A process's peak RSS only ever grows, so engines
   measured in one process would hide each other. ``measure_memory`` starts

@@ -211,7 +211,7 @@ def ratio_bars_svg(engines: Sequence[dict], key: str, modes: Sequence[str], agai
     ax.invert_yaxis()
     ax.set_xlabel(f"speed-up over {against} (p50 / p50; whiskers: interquartile range of the per-round ratios)")
     ax.margins(x=0.15)
-    ax.legend(loc="lower right", fontsize=8)
+    fig.legend(loc="outside upper center", ncols=2, fontsize=8, frameon=False)
     ax.grid(axis="x", alpha=0.3)
     return _svg(fig, f"speed-up over {against}")
 
@@ -242,7 +242,7 @@ def memory_svg(engines: Sequence[dict], base: str | None) -> str:
     ax.invert_yaxis()
     ax.set_xlabel("memory added by the engine (peak RSS of a fresh process − its RSS after imports), MiB")
     ax.margins(x=0.45)
-    ax.legend(loc="lower right", fontsize=8)
+    fig.legend(loc="outside upper center", ncols=2, fontsize=8, frameon=False)
     ax.grid(axis="x", alpha=0.3)
     return _svg(fig, "memory per engine")
 
