@@ -162,7 +162,7 @@ def _text(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, list):
         if all(isinstance(v, (int, str)) and not isinstance(v, bool) for v in value) and len(value) <= 4:
-            return _e("×".join(str(v) for v in value)) if all(isinstance(v, int) for v in value) else _e(", ".join(value))
+            return _e(("×" if all(isinstance(v, int) for v in value) else ", ").join(str(v) for v in value))
         return _e(", ".join(str(v) for v in value))
     if isinstance(value, dict):
         return _e(", ".join(f"{k} {v}" for k, v in value.items() if v is not None))
