@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from . import cpu
 from .bias_correction import BIAS_CORRECTION_IMAGES, correct_biases
 from .errors import ArtifactError, IcnetDeployError
 from .fileio import atomic_path
+from .machine import cpu_identity
 from .metrics import DEFAULT_DELTA
 from .manifest import ONNX_METADATA_KEY, Manifest, library_versions, manifest_path, read_manifest, write_manifest
 from .range_learning import RANGE_LEARNING_IMAGES, RANGE_LEARNING_ITERATIONS, Unreplicable, learn_ranges
@@ -353,7 +353,7 @@ def build_engine(
                 Q, pre, gsha, loader, output=output, explicit_calib=calib is not None, method=calib_method,
                 cache_path=calib_cache, percentile=percentile, tail_cap=tail_cap, height=height, width=width,
                 progress=say)
-            build_cpu = cpu.identity()
+            build_cpu = cpu_identity()
             reduce_range, reduce_range_why = Q.reduce_range_for(target, build_cpu["int8_kernel"])
             rounding = None
             gptq_images = [b for _, b in zip(range(WEIGHT_ROUNDING_IMAGES), loader)] if weight_rounding == "gptq" else []

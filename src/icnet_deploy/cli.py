@@ -134,7 +134,7 @@ def info(
     """
     from .model.summary import model_summary
 
-    from .cpu import describe as describe_cpu, identity as cpu_identity
+    from .machine import cpu_identity, describe_cpu
 
     h, w = parse_size(size)
     summary = model_summary(_load_model_quietly(checkpoint, config), h, w) | {"cpu": cpu_identity()}
@@ -560,6 +560,7 @@ def bench_cmd(
     end_to_end: bool = typer.Option(True, "--e2e/--no-e2e", help="Also time pre/post-processing (end to end)."),
     parity: bool = typer.Option(False, "--parity", help="Also run `check` on each engine and add its verdict."),
     baseline: Optional[str] = typer.Option(None, "--baseline", "-b", help="Also give every engine's speed-up and memory against this one (one of the --engine files, or eager), from the same interleaved rounds."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Also write a self-contained HTML report here: latency distributions, speed-up and memory bars, the machine (needs the [report] extra)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
 ) -> None:
     """Latency p50/p90/p99, throughput and peak memory of engines next to eager PyTorch, interleaved.
@@ -568,6 +569,10 @@ def bench_cmd(
     """
     from .bench import bench as run_bench
 
+    if html:
+        from .report import require_matplotlib
+
+        require_matplotlib()  # before the slow part
     if "auto" in engine:
         engine = [_auto_engine(engines_dir, device, provider, threads) if e == "auto" else e for e in engine]
     with _ConsoleWarnings(), _progress() as bar:
@@ -596,6 +601,11 @@ def bench_cmd(
                                "delta_logit": rep.thresholds["delta"],
                                "miou_drop": max(drops) if drops else None, "failures": rep.failures}
     console.print(_bench_table(result))
+    if html:
+        from .report import bench_html, write_html
+
+        write_html(html, bench_html(result))
+        console.print(f"HTML report: {html}", highlight=False)
     if as_json:
         emit_json(result)
 
@@ -657,7 +667,6 @@ def _bench_table(result: dict) -> Table:
                 + (f" (within δ {p['agreement_within_delta_pct']:.3f}%)" if "agreement_within_delta_pct" in p else "")
                 + (f", mIoU drop {p['miou_drop']:.2f}".replace("-0.00", "0.00") if p["miou_drop"] is not None else "")))
         table.add_row(*row)
-    from .cpu import describe as describe_cpu
 
     env = result["environment"]
     load = f"load avg {env.get('loadavg_before', float('nan')):.2f} → {env.get('loadavg_after', float('nan')):.2f}"
@@ -667,7 +676,7 @@ def _bench_table(result: dict) -> Table:
                      "end-to-end path, measured first), memory vs eager likewise (full / labels); "
                      + (f"vs {escape(base)}: the same speed-up against that engine (memory ratios in --json); " if base else "") +
                      f"{load} on {env.get('cpus')} CPUs"
-                     + (f"; {escape(describe_cpu(env['cpu']))}" if env.get("cpu") else "")
+                     + (f"; {escape(str(env['cpu']))} (int8 kernel {env.get('int8_kernel')})" if env.get("cpu") else "")
                      + (f"; [yellow]noisy (std > 10% of mean): {', '.join(noisy)}[/]" if noisy else "")
                      + "".join(f"\n{escape(e['name'])}: {escape(e['note'])}" for e in result["engines"] if e.get("note")))
     return table
@@ -698,6 +707,7 @@ def check_cmd(
     reference: Optional[Path] = typer.Option(None, help="fp32 parent ONNX for --layerwise / --int8-breakdown (default: found by the manifest's parent_sha256)."),
     layer_tolerance: Optional[float] = typer.Option(None, help="--layerwise tolerance on mean|Δ|/mean|ref| (default by precision)."),
     junit: Optional[Path] = typer.Option(None, help="Write a JUnit XML report here (one test case per metric and image set)."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained HTML report here: checks, per-set/image/class metrics, the least-agreeing images with their disagreement maps (needs the [report] extra)."),
     device: str = typer.Option("cpu", help="cpu or cuda[:N]."),
     provider: Optional[str] = typer.Option(None, help="ONNX Runtime provider: cpu, cuda or tensorrt."),
     threads: Optional[int] = typer.Option(None, min=1, help="CPU threads."),
@@ -712,8 +722,17 @@ def check_cmd(
     Example: `icnet-deploy check --engine build/icnet_int8.onnx --junit reports/parity.xml`
 
     Where INT8 loses its pixels: `icnet-deploy check --engine build/icnet_int8.onnx --int8-breakdown`
+
+    A page to look at: `icnet-deploy check --engine build/icnet_int8.onnx --html reports/parity.html`
     """
     from .check import check as run_check, write_junit
+
+    keeper = None
+    if html:
+        from .report import WorstImages, require_matplotlib
+
+        require_matplotlib()  # before the slow part
+        keeper = WorstImages()
 
     with _ConsoleWarnings(), console.status("checking") as status:
         report = run_check(
@@ -725,7 +744,7 @@ def check_cmd(
                         "max_class_iou_drop": max_class_iou_drop, "max_logit_error": max_logit_error},
             device=device, provider=provider,
             threads=threads, layerwise=layerwise, reference=reference, layerwise_tolerance=layer_tolerance,
-            int8_breakdown=int8_breakdown, progress=lambda msg: status.update(escape(msg)),
+            int8_breakdown=int8_breakdown, progress=lambda msg: status.update(escape(msg)), observe=keeper,
         )
     result = report.to_dict()
     console.print(_check_table(result, str(engine)))
@@ -736,6 +755,11 @@ def check_cmd(
     if junit:
         write_junit(report, junit)
         console.print(f"JUnit report: {junit}", highlight=False)
+    if html and keeper is not None:
+        from .report import check_html, write_html
+
+        write_html(html, check_html(result, keeper.result()))
+        console.print(f"HTML report: {html}", highlight=False)
     if (not report.passed and report.precision == "int8" and not report.int8_breakdown
             and report.engine.get("backend") == "onnxruntime"):
         console.print("hint: --int8-breakdown shows how much of it is weight rounding, range clipping and "
@@ -777,12 +801,12 @@ def _check_table(result: dict, engine: str) -> Table:
     extra = ""
     if worst_classes:
         extra = "\nlargest per-class IoU drops: " + ", ".join(f"{n} ({st}) {d:+.2f}" for d, st, n in worst_classes[:3])
-    running = e.get("cpu")
+    env = result.get("environment") or {}
     cpu_line = ""
-    if running:
-        from .cpu import describe as describe_cpu
+    if env.get("cpu"):
+        from .machine import describe_cpu
 
-        cpu_line = f"ran on {describe_cpu(running)}" + (
+        cpu_line = f"ran on {env['cpu']} (int8 kernel {env.get('int8_kernel')})" + (
             f"; built on {describe_cpu(e['built_on_cpu'])}" if e.get("built_on_cpu") else "") + "\n"
     table.caption = (cpu_line + f"within δ: the engine's class scored by eager within {delta:g} logit of eager's best; near ties "
                      f"(not gated): pixels whose two best eager logits are within {NEAR_TIE_LOGIT:g}, in brackets the "
@@ -829,6 +853,27 @@ def _breakdown_table(bd: dict) -> Table:
                      f"engine's ranges, not rounded; all graphs in ONNX Runtime (CPU); {bd['note']}. Cures: weight rounding → GPTQ; range clipping → wider ranges (--tail-cap, "
                      "percentile); activation rounding → fp32 layers (--target-agreement, --fp32-layer)")
     return table
+
+
+@app.command("report")
+@_cli_errors
+def report_cmd(
+    results: list[Path] = typer.Argument(..., help="Saved `check --json` / `bench --json` outputs, in the order to show them."),
+    output: Path = typer.Option(..., "--output", "-o", help="HTML file to write."),
+    title: Optional[str] = typer.Option(None, help="Page title (default: from the results)."),
+) -> None:
+    """One self-contained HTML page from saved check and bench results (CI can render after the fact).
+
+    Example: `icnet-deploy check -e build/icnet_int8.onnx --json > check.json; icnet-deploy bench -e build/icnet_int8.onnx --json > bench.json; icnet-deploy report check.json bench.json -o report.html`
+
+    The least-agreeing images are drawn by `check --html` only: a --json result holds numbers, not pixels.
+    """
+    from .report import read_results, require_matplotlib, results_html, write_html
+
+    require_matplotlib()
+    page = results_html(read_results(results), title=title)
+    write_html(output, page)
+    console.print(f"HTML report: {output}", highlight=False)
 
 
 @app.command("build-engine")
