@@ -241,7 +241,9 @@ def _environment() -> dict[str, Any]:
 
     from .manifest import library_versions
 
-    env = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+    from .cpu import identity
+
+    env = {"cpus": os.cpu_count(), "cpu": identity(), "platform": platform.platform(), "python": platform.python_version(),
            "versions": library_versions("torch", "onnxruntime", "onnxruntime-gpu", "tensorrt"),
            "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
     try:
