@@ -345,16 +345,20 @@ def _first_difference(a: Manifest, b: Manifest) -> str | None:
     return None
 
 
+def _verify_file(artifact: Path, manifest: Manifest, where: str) -> None:
+    """The sidecar's ``sha256`` is required and must be the artifact's."""
+    if manifest.sha256 is None:
+        raise ArtifactError(f"{where}: manifest field 'sha256' is missing: the artifact's integrity cannot be "
+                            "checked (rebuild it)")
+    if sha256_file(artifact) != manifest.sha256:
+        raise ArtifactError(f"{artifact}: contents do not match its manifest (sha256 differs): truncated, "
+                            "replaced or edited since it was built")
+
+
 def _verify(artifact: Path, manifest: Manifest, where: str, *, sidecar: bool, proto: Any = None,
             embedded: Manifest | None = None) -> None:
-    """The integrity checks of the module docstring, in the order that names the edited field first."""
-    if sidecar:
-        if manifest.sha256 is None:
-            raise ArtifactError(f"{where}: manifest field 'sha256' is missing: the artifact's integrity cannot be "
-                                "checked (rebuild it)")
-        if sha256_file(artifact) != manifest.sha256:
-            raise ArtifactError(f"{artifact}: contents do not match its manifest (sha256 differs): truncated, "
-                                "replaced or edited since it was built")
+    """The checks of the module docstring after the file's sha256, in the order that names the edited
+    field first."""
     if proto is not None:
         if sidecar:
             if embedded is None:
@@ -393,6 +397,7 @@ def read_manifest(artifact: str | Path, verify: bool = True) -> Manifest:
     if sidecar.is_file():
         manifest = _read_sidecar(sidecar)
         if verify:
+            _verify_file(artifact, manifest, str(sidecar))
             proto = _load_onnx(artifact) if manifest.format == "onnx" else None
             embedded = _embedded(proto, artifact) if proto is not None else None
             _verify(artifact, manifest, str(sidecar), sidecar=True, proto=proto, embedded=embedded)
