@@ -88,3 +88,24 @@ def test_fp32_and_fp16_gates_stay_raw():
     assert not gate_passed(gate(s, default_thresholds("fp32")))
     assert gate_passed(gate(s, default_thresholds("fp16")))
     assert {c["metric"] for c in gate(s, default_thresholds("fp16"))} == {"pixel_agreement"}
+
+
+def test_class_iou_drop_is_gated_on_classes_with_enough_pixels_only():
+    """A class with a handful of pixels loses IoU points when one flips: reported, not gated."""
+    from icnet_deploy.compare import CLASS_IOU_MIN_SHARE
+
+    h, w = 100, 100
+    truth = np.zeros((h, w), np.uint8)
+    truth[:, 50:] = 1
+    truth[0, :5] = 2  # 5 pixels of class 2: 0.05% of the set, under the share
+    ref = np.zeros((3, h, w), np.float32)
+    ref[truth.astype(np.intp), np.arange(h)[:, None], np.arange(w)[None, :]] = 5.0  # eager is right everywhere
+    eng = ref.copy()
+    eng[2, 0, 0], eng[0, 0, 0] = 0.0, 5.0  # the engine loses one of the rare class's 5 pixels (IoU −20)
+    stats = SetStats("generated", 3)
+    stats.add("a", eng, ref, "logits", (h, w), truth)
+    gt = stats.result()["ground_truth"]
+    assert 5 < h * w * CLASS_IOU_MIN_SHARE and gt["classes_too_rare_to_gate"] == ["2"]
+    assert gt["max_class_iou_drop"] < 0.1 and stats.result()["per_class"]["2"]["iou_delta"] == pytest.approx(-20.0)
+    checks = {c["metric"]: c for c in gate([stats.result()], default_thresholds("int8"))}
+    assert checks["class_iou_drop"]["passed"]

@@ -11,7 +11,8 @@
   final upsample where the backend can stop there (``Runner.infer_for_labels``), then the exact
   labels of that upsample at ``size`` (``infer.to_labels``).
 * **Spread, not the best run.** p50/p90/p99, mean, std, min and max in ms; ``cv`` (std/mean) and
-  a ``noisy`` flag when it exceeds 10 %; the 1-minute load average before and after the run.
+  a ``noisy`` flag when it exceeds 10 %; the 1-minute load average before and after the run, and
+  the machine (CPU model and ISA flags, threads, versions: ``machine.describe_machine``).
   Throughput is images/s from the *mean* latency (batch · 1000 / mean ms).
 * **Memory, each engine in a fresh process.** A process's peak RSS only ever grows, so engines
   measured in one process would hide each other. ``measure_memory`` starts
@@ -236,16 +237,12 @@ class BenchReport:
         raise KeyError(name)
 
 
-def _environment() -> dict[str, Any]:
+def _environment(device: str) -> dict[str, Any]:
     import platform
 
-    from .manifest import library_versions
+    from .machine import describe_machine
 
-    from .cpu import identity
-
-    env = {"cpus": os.cpu_count(), "cpu": identity(), "platform": platform.platform(), "python": platform.python_version(),
-           "versions": library_versions("torch", "onnxruntime", "onnxruntime-gpu", "tensorrt"),
-           "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+    env = describe_machine(device) | {"cpus": os.cpu_count(), "python": platform.python_version()}
     try:
         env["loadavg_before"] = os.getloadavg()[0]
     except OSError:
@@ -308,7 +305,7 @@ def bench(
     # engines are named by their file (two fp32 ONNX files would otherwise both be "onnx-fp32")
     names = _unique_names([s if s.startswith(EAGER) else Path(s).name for s in specs])
     size = tuple(size) if size else _default_size(runners)  # type: ignore[assignment]
-    env = _environment()
+    env = _environment(device)
 
     results = [{"name": n, "spec": s} for n, s in zip(names, specs)]
     for res, runner in zip(results, runners):

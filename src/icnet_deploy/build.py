@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from . import cpu
 from .bias_correction import BIAS_CORRECTION_IMAGES, correct_biases
 from .errors import ArtifactError, IcnetDeployError
 from .fileio import atomic_path, refuse_overwriting
+from .machine import cpu_identity
 from .metrics import DEFAULT_DELTA
 from .manifest import Manifest, embed_manifest, library_versions, manifest_path, read_manifest, write_manifest
 from .range_learning import RANGE_LEARNING_IMAGES, RANGE_LEARNING_ITERATIONS, Unreplicable, learn_ranges
@@ -253,8 +253,8 @@ def build_engine(
     ``range_learning``: last, fit every activation's scale so the engine's logits match fp32 on the
     first ``RANGE_LEARNING_IMAGES`` calibration images (``range_learning.learn_ranges``,
     ``range_iterations`` Adam steps, ~2 s each at 1024×2048 on 2 cores); the search measures its
-    candidates without it. Only scales change: the engine's speed does not. Default (None): on for
-    the ``cpu`` target, off for ``tensorrt`` (its straight-through gradient raised the error there).
+    candidates without it. Only scales change: the engine's speed does not. Off by default: it
+    costs minutes, and the default engine passes the gate without it.
 
     ``size``: calibration and parity size for a dynamic export (default 1024×2048).
     """
@@ -283,8 +283,7 @@ def build_engine(
         bias_correction = weight_rounding == "nearest"
     if calib_limit is not None and calib_limit < 1:
         raise IcnetDeployError(f"calib_limit must be at least 1, got {calib_limit}")
-    if range_learning is None:
-        range_learning = precision == "int8" and target == "cpu"
+    range_learning = bool(range_learning) and precision == "int8"
     if range_iterations < 1:
         raise IcnetDeployError(f"range_iterations must be at least 1, got {range_iterations}")
     output = Path(output)
@@ -345,7 +344,7 @@ def build_engine(
                 Q, pre, gsha, loader, output=output, explicit_calib=calib is not None, method=calib_method,
                 cache_path=calib_cache, percentile=percentile, tail_cap=tail_cap, height=height, width=width,
                 progress=say)
-            build_cpu = cpu.identity()
+            build_cpu = cpu_identity()
             reduce_range, reduce_range_why = Q.reduce_range_for(target, build_cpu["int8_kernel"])
             rounding = None
             gptq_images = [b for _, b in zip(range(WEIGHT_ROUNDING_IMAGES), loader)] if weight_rounding == "gptq" else []

@@ -56,6 +56,8 @@ HELDOUT_COUNT = 8  # generated scenes checked by default
 DEFAULT_DYNAMIC_SIZE = (512, 1024)
 
 Progress = Callable[[str], None]
+# (image set, image name, uint8 H×W×3 image, eager logits C×h×w, engine labels h×w): see ``check(observe=…)``
+Observer = Callable[[str, str, np.ndarray, np.ndarray, np.ndarray], None]
 Sample = tuple[str, np.ndarray, "np.ndarray | None"]  # (name, uint8 H×W×3, train ids H×W or None)
 
 
@@ -142,6 +144,7 @@ class CheckReport:
     layerwise: dict | None = None
     int8_breakdown: dict | None = None
     notes: list[str] = field(default_factory=list)
+    environment: dict = field(default_factory=dict)  # machine.describe_machine(): CPU, ISA, threads, GPU, versions
 
     @property
     def passed(self) -> bool:
@@ -210,6 +213,7 @@ def check(
     layerwise_tolerance: float | None = None,
     int8_breakdown: bool = False,
     progress: Progress | None = None,
+    observe: Observer | None = None,
 ) -> CheckReport:
     """Compare ``engine`` (an artifact path) with its eager fp32 model; see the module docstring.
 
@@ -221,11 +225,13 @@ def check(
     diverging tensor against the fp32 ``reference`` ONNX (default: the engine's parent, see
     ``layerwise.find_reference``). ``int8_breakdown``: also split an INT8 engine's disagreement with
     that reference into weight rounding, range clipping and activation rounding, on the same images
-    (``int8_breakdown.py``). Raises ``IcnetDeployError`` for bad arguments, files or a
-    checkpoint mismatch; parity failures are in the report.
+    (``int8_breakdown.py``). ``observe``: called after each image with its arrays
+    (``report.WorstImages`` keeps the worst few for an HTML report). Raises ``IcnetDeployError``
+    for bad arguments, files or a checkpoint mismatch; parity failures are in the report.
     """
     from .backends.loader import eager_reference, load
     from .infer import prepare
+    from .machine import describe_machine
 
     say = progress or (lambda _m: None)
     started = time.perf_counter()
@@ -283,6 +289,8 @@ def check(
                 eng_out = runner.infer(xe)[0]
                 ref_logits = eager.infer(x)[0]
                 eng_labels = stats.add(name, eng_out, ref_logits, runner.output_kind, image.shape[:2], truth)
+                if observe is not None:
+                    observe(set_name, name, image, ref_logits, eng_labels)
                 if breakdown is not None:
                     say(f"int8 breakdown: {set_name}: {name}")
                     breakdown.add(set_name, xe)
@@ -291,15 +299,12 @@ def check(
             if samples:
                 results.append(stats.result())
         engine_info, eager_info = runner.describe(), eager.describe()
-    if not str(device).startswith("cuda"):
-        from .cpu import identity
-
-        engine_info["cpu"] = identity()
-        built_on = manifest.details.get("cpu") if manifest.precision == "int8" else None
-        if built_on:
-            engine_info["built_on_cpu"] = built_on
+    built_on = manifest.details.get("cpu") if manifest.precision == "int8" else None
+    if built_on:
+        engine_info["built_on_cpu"] = built_on
     eager_info["checkpoint"] = str(getattr(eager, "_checkpoint", None))
     eager_info["checkpoint_sha256"] = manifest.checkpoint_sha256
+    engine_info["manifest"] = manifest.to_dict()
 
     layer_report = None
     if layerwise:
@@ -312,6 +317,7 @@ def check(
         engine=engine_info, reference=eager_info, precision=manifest.precision,
         thresholds=asdict(gate_thresholds), sets=results, checks=gate(results, gate_thresholds), seconds=round(time.perf_counter() - started, 2),
         layerwise=layer_report, int8_breakdown=breakdown.result() if breakdown is not None else None, notes=notes,
+        environment=describe_machine(device),
     )
 
 

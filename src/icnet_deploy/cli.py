@@ -183,7 +183,7 @@ def info(
     """
     from .model.summary import model_summary
 
-    from .cpu import describe as describe_cpu, identity as cpu_identity
+    from .machine import cpu_identity, describe_cpu
 
     h, w = parse_size(size)
     summary = model_summary(_load_model_quietly(checkpoint, config), h, w) | {"cpu": cpu_identity()}
@@ -603,6 +603,7 @@ def bench_cmd(
     end_to_end: bool = typer.Option(True, "--e2e/--no-e2e", help="Also time pre/post-processing (end to end)."),
     parity: bool = typer.Option(False, "--parity", help="Also run `check` on each engine and add its verdict."),
     baseline: Optional[str] = typer.Option(None, "--baseline", "-b", help="Also give every engine's speed-up and memory against this one (one of the --engine files, or eager), from the same interleaved rounds."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Also write a self-contained HTML report here: latency distributions, speed-up and memory bars, the machine (needs the [report] extra)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
 ) -> None:
     """Latency p50/p90/p99, throughput and peak memory of engines next to eager PyTorch, interleaved.
@@ -611,6 +612,11 @@ def bench_cmd(
     """
     from .bench import bench as run_bench
 
+    _require_report_path(html, [Path(e) for e in engine if e != "auto"])
+    if html:
+        from .report import require_matplotlib
+
+        require_matplotlib()  # before the slow part
     if "auto" in engine:
         engine = [_auto_engine(engines_dir, device, provider, threads) if e == "auto" else e for e in engine]
     with _ConsoleWarnings(), Progress(console, "bench") as bar:
@@ -639,6 +645,11 @@ def bench_cmd(
                                "delta_logit": rep.thresholds["delta"],
                                "miou_drop": max(drops) if drops else None, "failures": rep.failures}
     console.print(_bench_table(result))
+    if html:
+        from .report import bench_html, write_html
+
+        write_html(html, bench_html(result))
+        console.print(f"HTML report: {html}", highlight=False)
     if as_json:
         emit_json(result)
 
@@ -700,7 +711,6 @@ def _bench_table(result: dict) -> Table:
                 + (f" (within δ {p['agreement_within_delta_pct']:.3f}%)" if "agreement_within_delta_pct" in p else "")
                 + (f", mIoU drop {p['miou_drop']:.2f}".replace("-0.00", "0.00") if p["miou_drop"] is not None else "")))
         table.add_row(*row)
-    from .cpu import describe as describe_cpu
 
     env = result["environment"]
     load = f"load avg {env.get('loadavg_before', float('nan')):.2f} → {env.get('loadavg_after', float('nan')):.2f}"
@@ -710,7 +720,7 @@ def _bench_table(result: dict) -> Table:
                      "end-to-end path, measured first), memory vs eager likewise (full / labels); "
                      + (f"vs {escape(base)}: the same speed-up against that engine (memory ratios in --json); " if base else "") +
                      f"{load} on {env.get('cpus')} CPUs"
-                     + (f"; {escape(describe_cpu(env['cpu']))}" if env.get("cpu") else "")
+                     + (f"; {escape(str(env['cpu']))} (int8 kernel {env.get('int8_kernel')})" if env.get("cpu") else "")
                      + (f"; [yellow]noisy (std > 10% of mean): {', '.join(noisy)}[/]" if noisy else "")
                      + "".join(f"\n{escape(e['name'])}: {escape(e['note'])}" for e in result["engines"] if e.get("note")))
     return table
@@ -741,6 +751,7 @@ def check_cmd(
     reference: Optional[Path] = typer.Option(None, help="fp32 parent ONNX for --layerwise / --int8-breakdown (default: found by the manifest's parent_sha256)."),
     layer_tolerance: Optional[float] = typer.Option(None, help="--layerwise tolerance on mean|Δ|/mean|ref| (default by precision)."),
     junit: Optional[Path] = typer.Option(None, help="Write a JUnit XML report here (one test case per metric and image set)."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained HTML report here: checks, per-set/image/class metrics, the least-agreeing images with their disagreement maps (needs the [report] extra)."),
     device: str = typer.Option("cpu", help="cpu or cuda[:N]."),
     provider: Optional[str] = typer.Option(None, help="ONNX Runtime provider: cpu, cuda or tensorrt."),
     threads: Optional[int] = typer.Option(None, min=1, help="CPU threads."),
@@ -755,10 +766,20 @@ def check_cmd(
     Example: `icnet-deploy check --engine build/icnet_int8.onnx --junit reports/parity.xml`
 
     Where INT8 loses its pixels: `icnet-deploy check --engine build/icnet_int8.onnx --int8-breakdown`
+
+    A page to look at: `icnet-deploy check --engine build/icnet_int8.onnx --html reports/parity.html`
     """
     from .check import check as run_check, write_junit
 
-    _require_report_path(junit, [engine, manifest_path(engine), checkpoint])
+    for report_path in (junit, html):
+        _require_report_path(report_path, [engine, manifest_path(engine), checkpoint])
+    keeper = None
+    if html:
+        from .report import WorstImages, require_matplotlib
+
+        require_matplotlib()  # before the slow part
+        keeper = WorstImages()
+
     with _ConsoleWarnings(), progress_status(console, "check", "checking") as say:
         report = run_check(
             engine, checkpoint=checkpoint, images_dir=images, labels_dir=labels, data_dir=data, split=split, count=count,
@@ -769,7 +790,7 @@ def check_cmd(
                         "max_class_iou_drop": max_class_iou_drop, "max_logit_error": max_logit_error},
             device=device, provider=provider,
             threads=threads, layerwise=layerwise, reference=reference, layerwise_tolerance=layer_tolerance,
-            int8_breakdown=int8_breakdown, progress=say,
+            int8_breakdown=int8_breakdown, progress=say, observe=keeper,
         )
     result = report.to_dict()
     console.print(_check_table(result, str(engine)))
@@ -780,6 +801,11 @@ def check_cmd(
     if junit:
         write_junit(report, junit)
         console.print(f"JUnit report: {junit}", highlight=False)
+    if html and keeper is not None:
+        from .report import check_html, write_html
+
+        write_html(html, check_html(result, keeper.result()))
+        console.print(f"HTML report: {html}", highlight=False)
     if (not report.passed and report.precision == "int8" and not report.int8_breakdown
             and report.engine.get("backend") == "onnxruntime"):
         console.print("hint: --int8-breakdown shows how much of it is weight rounding, range clipping and "
@@ -791,7 +817,8 @@ def check_cmd(
 
 
 def _require_report_path(report: Optional[Path], inputs: list) -> None:
-    """A report file (``--junit``) that names a folder or an input is refused before the run, not after it."""
+    """A report file (``--junit``, ``--html``, ``report -o``) that names a folder or an input is refused
+    before the run, not after it."""
     if report is None:
         return
     if report.is_dir():
@@ -830,12 +857,12 @@ def _check_table(result: dict, engine: str) -> Table:
     extra = ""
     if worst_classes:
         extra = "\nlargest per-class IoU drops: " + ", ".join(f"{n} ({st}) {d:+.2f}" for d, st, n in worst_classes[:3])
-    running = e.get("cpu")
+    env = result.get("environment") or {}
     cpu_line = ""
-    if running:
-        from .cpu import describe as describe_cpu
+    if env.get("cpu"):
+        from .machine import describe_cpu
 
-        cpu_line = f"ran on {describe_cpu(running)}" + (
+        cpu_line = f"ran on {env['cpu']} (int8 kernel {env.get('int8_kernel')})" + (
             f"; built on {describe_cpu(e['built_on_cpu'])}" if e.get("built_on_cpu") else "") + "\n"
     table.caption = (cpu_line + f"within δ: the engine's class scored by eager within {delta:g} logit of eager's best; near ties "
                      f"(not gated): pixels whose two best eager logits are within {NEAR_TIE_LOGIT:g}, in brackets the "
@@ -884,6 +911,28 @@ def _breakdown_table(bd: dict) -> Table:
     return table
 
 
+@app.command("report")
+@_cli_errors
+def report_cmd(
+    results: list[Path] = typer.Argument(..., help="Saved `check --json` / `bench --json` outputs, in the order to show them."),
+    output: Path = typer.Option(..., "--output", "-o", help="HTML file to write."),
+    title: Optional[str] = typer.Option(None, help="Page title (default: from the results)."),
+) -> None:
+    """One self-contained HTML page from saved check and bench results (CI can render after the fact).
+
+    Example: `icnet-deploy check -e build/icnet_int8.onnx --json > check.json; icnet-deploy bench -e build/icnet_int8.onnx --json > bench.json; icnet-deploy report check.json bench.json -o report.html`
+
+    The least-agreeing images are drawn by `check --html` only: a --json result holds numbers, not pixels.
+    """
+    from .report import read_results, require_matplotlib, results_html, write_html
+
+    _require_report_path(output, list(results))
+    require_matplotlib()
+    page = results_html(read_results(results), title=title)
+    write_html(output, page)
+    console.print(f"HTML report: {output}", highlight=False)
+
+
 @app.command("build-engine")
 @_cli_errors
 def build_engine_cmd(
@@ -908,7 +957,7 @@ def build_engine_cmd(
     fp32_layer: Optional[list[str]] = typer.Option(None, "--fp32-layer", help="Keep this node in fp32 (repeatable); replaces the default rule."),
     weight_rounding: str = typer.Option("gptq", help="INT8 weight rounding: gptq (round each conv so its output moves least, on 8 calibration images; ~0.7 s per conv at 1024×2048) | nearest."),
     bias_correction: Optional[bool] = typer.Option(None, "--bias-correction/--no-bias-correction", help="INT8: remove the mean output shift each quantized conv adds (8 calibration images, a few seconds). Default: on with --weight-rounding nearest, off with gptq (which fits the biases itself)."),
-    range_learning: Optional[bool] = typer.Option(None, "--range-learning/--no-range-learning", help="INT8: fit each activation's scale so the engine's logits match fp32 on 16 calibration images (same speed; ~2 s per iteration at 1024×2048). Default: on for --target cpu, off for tensorrt (where it did not help)."),
+    range_learning: Optional[bool] = typer.Option(None, "--range-learning/--no-range-learning", help="INT8: fit each activation's scale so the engine's logits match fp32 on 16 calibration images (same speed; ~2 s per iteration at 1024×2048, minutes in all; off by default: the default engine passes the gate without it; it did not help --target tensorrt)."),
     range_iterations: int = typer.Option(_RANGE_ITERATIONS, min=1, help="INT8 range learning: Adam steps, one calibration image each."),
     threads: Optional[int] = typer.Option(None, min=1, help="ONNX Runtime intra-op threads for calibration and parity."),
     workspace_mib: int = typer.Option(4096, help="TensorRT builder workspace limit (MiB)."),

@@ -170,7 +170,7 @@ def _warn_other_cpu(path: Path, manifest: object) -> None:
     (a ``UserWarning``; the CLI prints it as one line)."""
     import warnings
 
-    from ..cpu import int8_mismatch
+    from ..machine import int8_mismatch
 
     message = int8_mismatch(getattr(manifest, "details", {}).get("cpu"))
     if message:
