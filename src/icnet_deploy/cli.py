@@ -25,6 +25,7 @@ from typer.exceptions import TyperException
 
 from .build import DEFAULT_TARGET_AGREEMENT as _DEFAULT_TARGET_AGREEMENT
 from .check import HELDOUT_COUNT as _HELDOUT_COUNT
+from .data.folders import DEFAULT_MAX_PIXELS as _DEFAULT_MAX_PIXELS
 from .range_learning import RANGE_LEARNING_ITERATIONS as _RANGE_ITERATIONS
 from .errors import DataError, IcnetDeployError, ParityError
 from .fileio import refuse_overwriting
@@ -523,7 +524,7 @@ def infer_cmd(
     batch: int = typer.Option(1, min=1, help="Images per engine call (engines with a static batch use theirs)."),
     overlay: bool = typer.Option(True, "--overlay/--no-overlay", help="Also write NAME_overlay.jpg (palette over the photo)."),
     allow_inside: bool = typer.Option(False, "--allow-inside", help="Allow an output folder inside the input folder."),
-    max_pixels: int = typer.Option(50_000_000, "--max-pixels", min=1, help="Skip (and name) images whose header declares more pixels than this, without decoding them."),
+    max_pixels: int = typer.Option(_DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help="Skip (and name) images whose header declares more pixels than this, without decoding them."),
     device: str = typer.Option("cpu", help="cpu or cuda[:N]."),
     provider: Optional[str] = typer.Option(None, help="ONNX Runtime provider: cpu, cuda or tensorrt (default: by --device)."),
     threads: Optional[int] = typer.Option(None, min=1, help="CPU threads of the engine (default: the framework's)."),
