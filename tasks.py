@@ -4,8 +4,10 @@
     python3 tasks.py demo    # set up .venv, then run the main job on the shipped defaults
     python3 tasks.py test    # set up .venv, then run the test suite
 
-Set-up creates ``.venv`` and installs torch 2.13.0 (CPU build) *before* the package: an
-unpinned torch would pull a multi-GB CUDA build. It reinstalls only when pyproject.toml changes.
+Set-up creates ``.venv`` and installs torch 2.13.0 (CPU build) *before* the package: on Linux the
+default index's torch is the CUDA build (several GB), so torch comes from PyTorch's CPU wheel index
+when that answers within a few seconds, else from the default index (machines with a local mirror,
+like the CI machine, whose mirror holds the CPU build). It reinstalls only when pyproject.toml changes.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import hashlib
 import os
 import subprocess
 import sys
+import threading
+import urllib.request
 import venv
 from pathlib import Path
 
@@ -22,6 +26,8 @@ VENV = Path(os.environ.get("ICNET_DEPLOY_VENV", ROOT / ".venv"))
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / "python"
 TORCH = "torch==2.13.0"
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+PROBE_TIMEOUT_S = 3.0  # the whole probe, name lookup included: an unreachable index costs at most this
 DEMO_DIR = ROOT / "demo_out"
 
 
@@ -30,6 +36,36 @@ def run(*cmd: str | Path) -> None:
     result = subprocess.run([str(c) for c in cmd], cwd=ROOT)
     if result.returncode != 0:
         sys.exit(result.returncode)
+
+
+def reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether ``url`` answers with success (2xx/3xx) within ``timeout`` seconds, name lookup included
+    (an error status — a proxy's 403, a 404 — means the index cannot be used either)."""
+    answered: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
+                answered.append(True)
+        except (OSError, ValueError):  # urllib.error.URLError and HTTPError are OSErrors
+            answered.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)  # getaddrinfo has no timeout of its own
+    thread.start()
+    thread.join(timeout)
+    return bool(answered and answered[0])
+
+
+def torch_install_args(index: str = TORCH_CPU_INDEX, timeout: float = PROBE_TIMEOUT_S) -> list[str]:
+    """pip arguments for the pinned torch: the CPU build from ``index`` on Linux when it is reachable;
+    otherwise the default index (elsewhere its torch is the CPU build anyway)."""
+    if not sys.platform.startswith("linux"):
+        return [TORCH]
+    if reachable(index.rstrip("/") + "/torch/", timeout):
+        return [TORCH, "--index-url", index]
+    print(f"note: {index} gave no successful answer within {timeout:g} s: installing {TORCH} from the default index",
+          flush=True)
+    return [TORCH]
 
 
 def setup() -> None:
@@ -45,7 +81,7 @@ def setup() -> None:
         venv.create(VENV, with_pip=True)
     pip = (PYTHON, "-m", "pip", "install", "--disable-pip-version-check", "-q")
     run(*pip, "--upgrade", "pip")
-    run(*pip, TORCH)
+    run(*pip, *torch_install_args())
     run(*pip, "-e", ".[cpu,dev]")
     stamp.write_text(want)
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from icnet_deploy.check import DEFAULT_THRESHOLDS, check, default_thresholds
 from icnet_deploy.cli import app
 from icnet_deploy.errors import ArtifactError, IcnetDeployError
-from icnet_deploy.manifest import read_manifest, write_manifest
+from icnet_deploy.manifest import embed_manifest, read_manifest, write_manifest
 
 cli = CliRunner()
 PERTURBED_CONV = 20  # index among the Conv nodes: a mid-network bottleneck conv
@@ -32,10 +32,11 @@ def perturbed(tmp_path_factory, small_onnx) -> tuple[Path, str]:
     weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 1.3, weight.name))
     folder = tmp_path_factory.mktemp("perturbed")
     path = folder / "perturbed.onnx"
-    onnx.save(model, str(path))
     manifest = read_manifest(small_onnx)
     manifest.parent_sha256 = manifest.sha256
     manifest.details = dict(manifest.details, note=f"test: {conv.name} weights ×1.3")
+    embed_manifest(model, manifest)  # what build_engine does: the embedded copy and the graph hash match
+    onnx.save(model, str(path))
     write_manifest(path, manifest)
     shutil.copy(small_onnx, folder / "parent.onnx")  # so the parent is found beside it, by sha256
     shutil.copy(small_onnx.with_name(small_onnx.name + ".json"), folder / "parent.onnx.json")

@@ -100,13 +100,14 @@ def _write_variant(engine: Path, out: Path, edit, note: str) -> Path:
     broken tool or a bad build could have written."""
     import onnx
 
-    from icnet_deploy.manifest import read_manifest, write_manifest
+    from icnet_deploy.manifest import embed_manifest, read_manifest, write_manifest
 
     model = onnx.load(str(engine))
     edit(model.graph)
-    onnx.save(model, str(out))
     manifest = read_manifest(engine)
     manifest.details = dict(manifest.details, note=note)
+    embed_manifest(model, manifest)  # sealed for the edited graph, as build-engine would have written it
+    onnx.save(model, str(out))
     write_manifest(out, manifest)
     return out
 

@@ -48,17 +48,19 @@ def test_reduce_range_is_chosen_by_the_int8_kernel():
 
 def test_loading_an_int8_engine_built_on_another_cpu_warns(int8_engine_small, tmp_path):
     """The manifest's build CPU against this one: a different INT8 kernel class is one warning line."""
-    import shutil
+    import onnx
 
     from icnet_deploy.backends import load
-    from icnet_deploy.manifest import read_manifest, write_manifest
+    from icnet_deploy.manifest import embed_manifest, read_manifest, write_manifest
 
     engine = tmp_path / "other_cpu.onnx"
-    shutil.copy(int8_engine_small, engine)
     manifest = read_manifest(int8_engine_small)
     here = identity()["int8_kernel"]
     manifest.details = dict(manifest.details, cpu={"model": "elsewhere", "arch": identity()["arch"],
                                                    "int8_kernel": "avx2" if here != "avx2" else "amx"})
+    proto = onnx.load(str(int8_engine_small))
+    embed_manifest(proto, manifest)  # sealed as build-engine writes it (a sidecar edited alone is refused)
+    onnx.save(proto, str(engine))
     write_manifest(engine, manifest)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

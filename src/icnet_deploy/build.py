@@ -34,10 +34,10 @@ import numpy as np
 
 from .bias_correction import BIAS_CORRECTION_IMAGES, correct_biases
 from .errors import ArtifactError, IcnetDeployError
-from .fileio import atomic_path
+from .fileio import atomic_path, refuse_overwriting
 from .machine import cpu_identity
 from .metrics import DEFAULT_DELTA
-from .manifest import ONNX_METADATA_KEY, Manifest, library_versions, manifest_path, read_manifest, write_manifest
+from .manifest import Manifest, embed_manifest, library_versions, manifest_path, read_manifest, write_manifest
 from .range_learning import RANGE_LEARNING_IMAGES, RANGE_LEARNING_ITERATIONS, Unreplicable, learn_ranges
 from .weight_rounding import WEIGHT_ROUNDING_IMAGES, apply_rounding, round_weights
 
@@ -140,18 +140,9 @@ def _check_output(output: Path) -> None:
             break
 
 
-def _embed(proto: Any, manifest: Manifest) -> None:
-    import onnx
-
-    keep = [p for p in proto.metadata_props if p.key != ONNX_METADATA_KEY]
-    del proto.metadata_props[:]
-    proto.metadata_props.extend(keep)
-    proto.metadata_props.append(onnx.StringStringEntryProto(key=ONNX_METADATA_KEY, value=manifest.to_json()))
-
-
 def _write_onnx(output: Path, proto: Any, manifest: Manifest) -> None:
     """ONNX file (manifest embedded) and sidecar; neither is left behind if either fails."""
-    _embed(proto, manifest)
+    embed_manifest(proto, manifest)
     with atomic_path(output) as tmp:
         tmp.write_bytes(proto.SerializeToString())
     try:
@@ -297,6 +288,7 @@ def build_engine(
         raise IcnetDeployError(f"range_iterations must be at least 1, got {range_iterations}")
     output = Path(output)
     _check_output(output)
+    refuse_overwriting([output, manifest_path(output)], [model, manifest_path(model), calib_cache])
     if backend == "tensorrt":
         from .backends import tensorrt as trt_backend
 
@@ -472,7 +464,7 @@ def _calibration(Q: Any, pre: Any, gsha: str, loader: Any, *, output: Path, expl
     pct = Q.DEFAULT_PERCENTILE if percentile is None else percentile
     cap = Q.DEFAULT_TAIL_CAP if tail_cap is None else (tail_cap or None)  # --tail-cap 0: no cap (None)
     if cache_path is not None and Path(cache_path).is_file():
-        cache = Q.CalibrationCache.load(cache_path, graph_sha256=gsha, method=method)
+        cache = Q.CalibrationCache.load(cache_path, graph_sha256=gsha, method=method, model=pre)
         if list(cache.input_size) != [height, width]:
             raise ArtifactError(f"{cache_path}: calibration cache was made at {cache.input_size[0]}×{cache.input_size[1]}, "
                                 f"this model takes {height}×{width}")

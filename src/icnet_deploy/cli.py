@@ -2,7 +2,10 @@
 
 Each command parses its options, calls one library function and prints. Results go to
 stdout as JSON with ``--json``; tables, progress and messages go to stderr. Exit codes:
-0 success, 1 a check that failed (parity, thresholds), 2 bad usage or bad input.
+0 success, 1 a check that failed (parity, thresholds), 2 bad usage or bad input — every error,
+foreseen or not, is one line on stderr (``--debug`` adds the traceback) and, with ``--json``,
+``{"error": ..., "exit_code": ...}`` on stdout. Progress (``progress.py``): a live bar on a
+terminal, plain throttled lines in logs; ``--quiet`` / ``--verbose``.
 """
 
 from __future__ import annotations
@@ -18,11 +21,16 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.exceptions import TyperException
 
 from .build import DEFAULT_TARGET_AGREEMENT as _DEFAULT_TARGET_AGREEMENT
 from .check import HELDOUT_COUNT as _HELDOUT_COUNT
+from .data.folders import DEFAULT_MAX_PIXELS as _DEFAULT_MAX_PIXELS
 from .range_learning import RANGE_LEARNING_ITERATIONS as _RANGE_ITERATIONS
 from .errors import DataError, IcnetDeployError, ParityError
+from .fileio import refuse_overwriting
+from .manifest import manifest_path
+from .progress import Progress, set_level, stages, status as progress_status
 
 
 def _console() -> Console:
@@ -44,9 +52,18 @@ app = typer.Typer(
 )
 
 
+GLOBAL_FLAGS = ("--quiet", "--verbose", "--debug")
+_session = {"debug": False, "json_emitted": False}
+
+
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress output (results, warnings and errors still print). "
+                               "Like --verbose and --debug, it may also follow the command."),
+    verbose: bool = typer.Option(False, "--verbose", help="Progress on every update (off a terminal: a plain line each, "
+                                 "instead of one per 10 s)."),
+    debug: bool = typer.Option(False, "--debug", help="On an error, also print the Python traceback."),
 ) -> None:
     """ICNet from a PyTorch checkpoint to verified, benchmarked FP16/INT8 engines."""
     if version:
@@ -54,24 +71,56 @@ def _root(
 
         typer.echo(__version__)
         raise typer.Exit(0)
+    if quiet and verbose:
+        raise typer.BadParameter("give --quiet or --verbose, not both")
+    set_level("quiet" if quiet else "verbose" if verbose else "normal")
+    _session["debug"] = debug
+
+
+def _one_line(text: str) -> str:
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _fail(code: int, label: str, exc: BaseException, as_json: bool, unexpected: bool = False) -> None:
+    """Print ``label: message`` as one line (the traceback first with --debug), the JSON error with
+    --json when the command printed no JSON yet, and exit with ``code``."""
+    message = _one_line(str(exc)) or type(exc).__name__
+    if unexpected:
+        message = f"unexpected {type(exc).__name__}: {message} (a bug, or an input nothing checked; --debug shows where)"
+    if _session["debug"]:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    console.print(f"[bold red]{label}:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    if as_json and not _session["json_emitted"]:
+        emit_json({"error": message, "exit_code": code})
+    raise typer.Exit(code)
 
 
 def _cli_errors(func: Callable) -> Callable:
-    """Map library exceptions to one clear line and an exit code."""
+    """Map every exception to one clear line and an exit code: 1 for a failed check, 2 for the rest."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        as_json = bool(kwargs.get("as_json"))
+        _session["json_emitted"] = False
         try:
             return func(*args, **kwargs)
         except ParityError as exc:
-            console.print(f"[bold red]check failed:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
+            _fail(1, "check failed", exc, as_json)
         except IcnetDeployError as exc:  # one line: no wrapping at the terminal width, no markup in messages
-            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            _fail(2, "error", exc, as_json)
         except KeyboardInterrupt:
             console.print("[red]interrupted[/]")
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except TyperException as exc:  # e.g. typer.BadParameter from a command's own parsing: typer prints it
+            if as_json and not _session["json_emitted"]:
+                emit_json({"error": _one_line(exc.format_message()), "exit_code": exc.exit_code})
+            raise
+        except Exception as exc:  # noqa: BLE001 - not foreseen: still one line and exit 2, never a traceback
+            _fail(2, "error", exc, as_json, unexpected=True)
 
     return wrapper
 
@@ -106,6 +155,7 @@ def parse_scale_range(text: str) -> tuple[float, float]:
 
 
 def emit_json(payload: dict) -> None:
+    _session["json_emitted"] = True
     sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
 
 
@@ -163,15 +213,6 @@ def info(
     console.print(table)
 
 
-def _progress():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=console,
-    )
-
-
 @app.command()
 @_cli_errors
 def synth(
@@ -204,9 +245,9 @@ def synth(
     if images_only and not mix.is_default:
         raise DataError("--train-prob/--heavy/--two-wheelers/--trucks are for labelled training scenes, not --images-only")
     mix.require_split(split)  # before the progress bar: one line, nothing written
-    with _progress() as bar:
-        task = bar.add_task("synth", total=count, status="")
-        advance = lambda n: bar.advance(task, n)  # noqa: E731
+    with Progress(console, "synth") as bar:
+        task = bar.add_task("scenes", total=count)
+        advance = task.advance
         if images_only:
             paths = write_images(out, count, seed, (h, w), quality=quality, progress=advance)
         else:
@@ -248,15 +289,15 @@ def train(
         scale=parse_scale_range(scale), lr=lr, val_every=val_every, seed=seed, threads=threads,
         init=str(init) if init else None, ema=ema, decode_cache=str(decode_cache) if decode_cache else None,
     )
-    with _progress() as bar:
-        task = bar.add_task("train", total=iters, status="")
+    with Progress(console, "train") as bar:
+        task = bar.add_task("iterations", total=iters)
         last_val: dict = {}
 
         def update(it: int, stats: dict) -> None:
             if "val_miou" in stats:
                 last_val["miou"] = stats["val_miou"]
             val = f" val mIoU {last_val['miou']:.1f}%" if last_val else ""
-            bar.update(task, completed=it, status=f"loss {stats['loss']:.3f} {stats['sec_per_iter']:.2f}s/it{val}")
+            task.update(it, status=f"loss {stats['loss']:.3f} {stats['sec_per_iter']:.2f}s/it{val}")
 
         summary = run_training(cfg, resume=resume, progress=update)
     console.print(f"checkpoint: {summary['checkpoint']} ({summary['train_seconds']} s of training)")
@@ -308,9 +349,9 @@ def adjust_logits(
     if data is not None:
         from .train import class_weights_of
 
-        with _progress() as bar:
-            task = bar.add_task("label counts", total=None, status="")
-            weights = class_weights_of(data, progress=lambda done, total: bar.update(task, completed=done, total=total))
+        with Progress(console, "adjust-logits") as bar:
+            task = bar.add_task("label counts")
+            weights = class_weights_of(data, progress=lambda done, total: task.update(done, total=total))
     provenance = run_adjust(checkpoint, out, weights, tau, weights_source=f"labels of {data}/train" if data else "given")
     adjustment = provenance["logit_adjustment"]
     if as_json:
@@ -347,10 +388,10 @@ def evaluate(
     n = len(dataset) if limit is None else min(limit, len(dataset))
     # Through the Runner and infer.predict: the same preprocessing and label path as infer.
     runner = load(engine if engine is not None else checkpoint, device=device, provider=provider, threads=threads)
-    with _ConsoleWarnings(), runner, _progress() as bar:
-        task = bar.add_task("evaluate", total=n, status="")
+    with _ConsoleWarnings(), runner, Progress(console, "evaluate") as bar:
+        task = bar.add_task("images", total=n)
         scores = evaluate_predictions(lambda image: predict(runner, [image])[0], (dataset[i] for i in range(n)),
-                                      runner.num_classes, progress=lambda k: bar.advance(task, k))
+                                      runner.num_classes, progress=task.advance)
         described = runner.describe()
         weights = (runner.manifest.checkpoint_path if runner.manifest is not None
                    else getattr(runner, "checkpoint_info", {}).get("path"))
@@ -409,17 +450,16 @@ def export_cmd(
     import time
 
     from .export import export as run_export
-    from .manifest import manifest_path
 
     start = time.perf_counter()
     try:
-        with console.status("exporting") as status, warnings.catch_warnings():
+        with progress_status(console, "export", "exporting") as say, warnings.catch_warnings():
             warnings.simplefilter("always", UserWarning)  # e.g. "no shipped checkpoint: random weights", shown at once
             warnings.showwarning = lambda message, *_a, **_k: console.print(f"[yellow]warning:[/] {message}")
             manifest = run_export(
                 checkpoint, output, height=height, width=width, batch=batch, dynamic=dynamic, opset=opset, outputs=outputs,
                 verify=not no_verify, verify_images=verify_images, min_agreement=min_agreement,
-                max_logit_error=max_logit_error, progress=lambda msg: status.update(msg),
+                max_logit_error=max_logit_error, progress=say,
             )
     except ParityError as exc:
         report = getattr(exc, "report", None)
@@ -459,9 +499,9 @@ def _auto_engine(folder: Path, device: str, provider: Optional[str], threads: Op
     """``--engine auto``: the fastest engine here that meets parity (``compile.select_engine``); says why."""
     from .compile import engine_candidates, select_engine
 
-    with _ConsoleWarnings(), console.status("--engine auto") as status:
+    with _ConsoleWarnings(), progress_status(console, "--engine auto", "comparing candidates") as say:
         sel = select_engine(engine_candidates(folder, device=device), device=device, provider=provider, threads=threads,
-                            progress=lambda msg: status.update(f"--engine auto: {msg}"))
+                            progress=say)
     table = Table(title=f"--engine auto · candidates at {sel.size[0]}×{sel.size[1]} (eager fp32 and {folder}/)")
     for name, justify in (("engine", "left"), ("precision", "left"), ("agreement %", "right"), ("ms/image", "right"),
                           ("", "left")):
@@ -484,6 +524,7 @@ def infer_cmd(
     batch: int = typer.Option(1, min=1, help="Images per engine call (engines with a static batch use theirs)."),
     overlay: bool = typer.Option(True, "--overlay/--no-overlay", help="Also write NAME_overlay.jpg (palette over the photo)."),
     allow_inside: bool = typer.Option(False, "--allow-inside", help="Allow an output folder inside the input folder."),
+    max_pixels: int = typer.Option(_DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help="Skip (and name) images whose header declares more pixels than this, without decoding them."),
     device: str = typer.Option("cpu", help="cpu or cuda[:N]."),
     provider: Optional[str] = typer.Option(None, help="ONNX Runtime provider: cpu, cuda or tensorrt (default: by --device)."),
     threads: Optional[int] = typer.Option(None, min=1, help="CPU threads of the engine (default: the framework's)."),
@@ -491,8 +532,10 @@ def infer_cmd(
 ) -> None:
     """Segment images: NAME_labelTrainIds.png, NAME_labelIds.png, NAME_color.png, NAME_overlay.jpg per input.
 
-    Labels have exactly the input's size. Unreadable files are named, skipped (nothing written
-    for them) and counted; the exit code is then 2.
+    Labels have exactly the input's size. Unreadable files and images over --max-pixels are named,
+    skipped (nothing written for them) and counted; the exit code is then 2. Inputs that would share
+    output names get their suffix (b_jpg_…, b_png_…) and, if still taken, _2, _3, …; with
+    --no-overlay an older NAME_overlay.jpg of the same input is removed.
 
     Example: `icnet-deploy infer photos/ --engine build/icnet_int8.onnx -o out/`
     """
@@ -505,17 +548,21 @@ def infer_cmd(
         runner = load(None, device=device, precision=engine.split("-", 1)[1], threads=threads, name=engine)
     else:
         runner = load(engine, device=device, provider=provider, threads=threads)
-    with _ConsoleWarnings(), _infer_progress() as bar:
-        task = bar.add_task("infer", total=None, status="")
+    with _ConsoleWarnings(), Progress(console, "infer") as bar:
+        task = bar.add_task("images")
 
         def update(done: int, total: int, info: dict) -> None:
-            bar.update(task, completed=done, total=total,
-                       status=f"{info['images_per_s']:.1f} img/s" + (f" · {info['failed']} failed" if info["failed"] else ""))
+            task.update(done, total=total,
+                        status=f"{info['images_per_s']:.1f} img/s" + (f" · {info['failed']} failed" if info["failed"] else ""))
 
         report = infer_images(runner, source, output, batch=batch, overlay=overlay, allow_inside=allow_inside,
-                              progress=update)
+                              max_pixels=max_pixels, progress=update)
     for failure in report.failures:
         console.print(f"[red]skipped:[/] {escape(failure['error'])}", highlight=False, soft_wrap=True)
+    if report.renamed:
+        shown = ", ".join(f"{r['path']} → {r['stem']}_*" for r in report.renamed[:4])
+        console.print(f"note: {len(report.renamed)} input(s) would have shared output names; written as {escape(shown)}"
+                      + (", … (all in --json: renamed)" if len(report.renamed) > 4 else ""), highlight=False, soft_wrap=True)
     result = report.to_dict()
     table = Table(title=f"infer · {report.written} of {report.total} images → {output}", show_header=False)
     table.add_row("engine", f"{report.engine.get('name')} ({_engine_label(report.engine)}, {report.engine.get('precision')})")
@@ -529,14 +576,11 @@ def infer_cmd(
     if as_json:
         emit_json(result)
     if report.failures:
-        raise IcnetDeployError(f"{len(report.failures)} of {report.total} input files could not be read and were skipped")
-
-
-def _infer_progress():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console)
+        unwritten = sum(f.get("stage") == "write" for f in report.failures)
+        unread = len(report.failures) - unwritten  # undecodable, or over --max-pixels
+        parts = [f"{unread} of {report.total} input files could not be read and were skipped"] * bool(unread)
+        parts += [f"the results of {unwritten} of {report.total} could not be written"] * bool(unwritten)
+        raise IcnetDeployError("; ".join(parts))
 
 
 def _ms(stats: dict, key: str) -> str:
@@ -569,25 +613,26 @@ def bench_cmd(
     """
     from .bench import bench as run_bench
 
+    _require_report_path(html, [Path(e) for e in engine if e != "auto"])
     if html:
         from .report import require_matplotlib
 
         require_matplotlib()  # before the slow part
     if "auto" in engine:
         engine = [_auto_engine(engines_dir, device, provider, threads) if e == "auto" else e for e in engine]
-    with _ConsoleWarnings(), _progress() as bar:
-        task = bar.add_task("bench", total=None, status="")
+    with _ConsoleWarnings(), Progress(console, "bench") as bar:
+        task = bar.add_task("bench")
         report = run_bench(
             engine, size=parse_size(size) if size else None, batch=batch, iters=iters, warmup=warmup, device=device,
             provider=provider, threads=threads, checkpoint=checkpoint, memory=memory, end_to_end=end_to_end,
-            baseline=baseline, progress=lambda phase, done, total: bar.update(task, completed=done, total=total, status=phase),
+            baseline=baseline, progress=lambda phase, done, total: task.update(done, total=total, status=phase),
         )
         result = report.to_dict()
         if parity:
             from .check import check as run_check
 
             for e in result["engines"][1:]:
-                bar.update(task, status=f"check {e['name']}")
+                task.update(status=f"check {e['name']}")
                 try:
                     rep = run_check(e["spec"], checkpoint=checkpoint, device=device, provider=provider, threads=threads)
                 except IcnetDeployError as exc:  # e.g. an engine from random weights has no reference: say so, go on
@@ -727,6 +772,8 @@ def check_cmd(
     """
     from .check import check as run_check, write_junit
 
+    for report_path in (junit, html):
+        _require_report_path(report_path, [engine, manifest_path(engine), checkpoint])
     keeper = None
     if html:
         from .report import WorstImages, require_matplotlib
@@ -734,7 +781,7 @@ def check_cmd(
         require_matplotlib()  # before the slow part
         keeper = WorstImages()
 
-    with _ConsoleWarnings(), console.status("checking") as status:
+    with _ConsoleWarnings(), progress_status(console, "check", "checking") as say:
         report = run_check(
             engine, checkpoint=checkpoint, images_dir=images, labels_dir=labels, data_dir=data, split=split, count=count,
             size=parse_size(size) if size else None, photos=photos,
@@ -744,7 +791,7 @@ def check_cmd(
                         "max_class_iou_drop": max_class_iou_drop, "max_logit_error": max_logit_error},
             device=device, provider=provider,
             threads=threads, layerwise=layerwise, reference=reference, layerwise_tolerance=layer_tolerance,
-            int8_breakdown=int8_breakdown, progress=lambda msg: status.update(escape(msg)), observe=keeper,
+            int8_breakdown=int8_breakdown, progress=say, observe=keeper,
         )
     result = report.to_dict()
     console.print(_check_table(result, str(engine)))
@@ -768,6 +815,16 @@ def check_cmd(
         emit_json(result)
     if not report.passed:
         raise ParityError("; ".join(report.failures))
+
+
+def _require_report_path(report: Optional[Path], inputs: list) -> None:
+    """A report file (``--junit``, ``--html``, ``report -o``) that names a folder or an input is refused
+    before the run, not after it."""
+    if report is None:
+        return
+    if report.is_dir():
+        raise IcnetDeployError(f"{report}: is a folder; give a report file name like reports/parity.xml")
+    refuse_overwriting([report], inputs)
 
 
 def _check_table(result: dict, engine: str) -> Table:
@@ -870,6 +927,7 @@ def report_cmd(
     """
     from .report import read_results, require_matplotlib, results_html, write_html
 
+    _require_report_path(output, list(results))
     require_matplotlib()
     page = results_html(read_results(results), title=title)
     write_html(output, page)
@@ -914,8 +972,6 @@ def build_engine_cmd(
     `icnet-deploy build-engine build/icnet.onnx --fp16 --backend tensorrt -o build/icnet_fp16.engine`;
     `icnet-deploy build-engine models/icnet_r50_half_synthetic.safetensors --backend torch --fp16 -o build/icnet_fp16.torch`
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from .build import build_engine
 
     if backend == "torch":
@@ -928,14 +984,7 @@ def build_engine_cmd(
         raise IcnetDeployError("--fp32, --compile, --batch, --size and --device are for --backend torch")
     if fp16 == int8:
         raise IcnetDeployError("give exactly one of --fp16 or --int8")
-    tasks: dict[str, int] = {}
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=False) as bar:
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=max(total, 1))
-            bar.update(tasks[stage], completed=done, total=max(total, done, 1))
-
+    with stages(console, "build-engine") as progress:
         manifest = build_engine(
             model, output, precision="fp16" if fp16 else "int8", backend=backend, target=target, calib=calib,
             calib_method=calib_method, calib_cache=calib_cache, calib_limit=calib_limit, tail_cap=tail_cap,
@@ -1017,12 +1066,13 @@ def _build_compiled(model: Path, output: Path, *, precision: str, mode: Optional
     """``build-engine --backend torch``: ``compile.compile_engine`` from a checkpoint or an fp32 export."""
     from .compile import compile_engine, compile_source
 
+    refuse_overwriting([output, manifest_path(output)], [model, manifest_path(model)])
     checkpoint, shape = compile_source(model)
     n, h, w = shape or (1, 1024, 2048)
     h, w = size or (h, w)
-    with _ConsoleWarnings(), console.status("compiling") as status:
+    with _ConsoleWarnings(), progress_status(console, "build-engine", "compiling") as say:
         manifest = compile_engine(checkpoint, output, precision=precision, mode=mode, batch=batch or n, height=h,
-                                  width=w, device=device, threads=threads, progress=lambda msg: status.update(msg))
+                                  width=w, device=device, threads=threads, progress=say)
     d = manifest.details
     table = Table(title=f"{output} · torch {precision} · {d['compile_mode']} · {d['device_name']}", show_header=False)
     table.add_row("input", "×".join(str(v) for v in manifest.input_shape))
@@ -1044,8 +1094,16 @@ def _not_yet(command: str, issue: str) -> None:
     raise typer.Exit(2)
 
 
+def _hoist_global_flags(argv: list[str]) -> list[str]:
+    """``icnet-deploy infer x --quiet`` means ``icnet-deploy --quiet infer x``: the global flags may
+    follow the command (typer reads them only before it)."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    flags = [a for a in argv[:end] if a in GLOBAL_FLAGS]
+    return flags + [a for a in argv[:end] if a not in GLOBAL_FLAGS] + argv[end:]
+
+
 def main() -> None:
-    app()
+    app(args=_hoist_global_flags(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from .backends.torch_compiled import (
     write_engine_file,
 )
 from .errors import ArtifactError, BackendUnavailable, IcnetDeployError, ModelError, ParityError
-from .fileio import atomic_path
+from .fileio import atomic_path, refuse_overwriting
 from .manifest import Manifest, library_versions, manifest_path, write_manifest
 
 __all__ = [
@@ -219,6 +219,8 @@ def compile_engine(
 
     say = progress or (lambda _msg: None)
     output = Path(output)
+    if isinstance(model_or_checkpoint, (str, Path)):
+        refuse_overwriting([output, manifest_path(output)], [model_or_checkpoint])
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     mode = mode or ("reduce-overhead" if device.startswith("cuda") else "default")
     _check_args(precision, mode, batch, height, width, device)

@@ -56,8 +56,8 @@ from typing import Any
 import numpy as np
 
 from .errors import IcnetDeployError, ModelError, ParityError
-from .fileio import atomic_path
-from .manifest import ONNX_METADATA_KEY, Manifest, library_versions, manifest_path, write_manifest
+from .fileio import atomic_path, refuse_overwriting
+from .manifest import ONNX_METADATA_KEY, Manifest, embed_manifest, library_versions, manifest_path, write_manifest
 from .metrics import within_delta
 from .upsample import labels_of
 
@@ -416,12 +416,7 @@ def _palette(num_classes: int) -> tuple[list[str], list[list[int]]]:
 
 
 def _embed(proto: Any, manifest: Manifest) -> None:
-    import onnx
-
-    keep = [p for p in proto.metadata_props if p.key != ONNX_METADATA_KEY]
-    del proto.metadata_props[:]
-    proto.metadata_props.extend(keep)
-    proto.metadata_props.append(onnx.StringStringEntryProto(key=ONNX_METADATA_KEY, value=manifest.to_json()))
+    embed_manifest(proto, manifest)
     proto.doc_string = f"ICNet ({manifest.model_config.get('name')}), exported by icnet-deploy: see metadata {ONNX_METADATA_KEY}"
 
 
@@ -509,6 +504,8 @@ def export(
         if h < MIN_SIZE or w < MIN_SIZE:
             raise IcnetDeployError(f"verification size {h}×{w} is below the minimum {MIN_SIZE}×{MIN_SIZE}")
     _check_output(output)
+    if isinstance(model_or_checkpoint, (str, Path)):
+        refuse_overwriting([output, manifest_path(output)], [model_or_checkpoint])
 
     started = time.perf_counter()
     with atomic_path(output) as tmp:  # creates the temp file now: an unwritable place fails before the work

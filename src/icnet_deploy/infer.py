@@ -6,7 +6,14 @@ mirrored under ``out/``):
 * ``out/a/b_labelTrainIds.png`` — uint8 train ids (0..18), exactly the input's height × width
 * ``out/a/b_labelIds.png`` — the same as Cityscapes label ids (what the official scripts read)
 * ``out/a/b_color.png`` — the Cityscapes palette
-* ``out/a/b_overlay.jpg`` — the palette blended over the photograph (``overlay=False``: not written)
+* ``out/a/b_overlay.jpg`` — the palette blended over the photograph (``overlay=False``: not written,
+  and an older ``b_overlay.jpg`` there is removed, so every file beside the new labels is from this run)
+
+Names never collide (``output_paths``): two inputs that would share one (``b.jpg`` and ``b.png``;
+``a.png`` and ``a.PNG``, compared case-insensitively) get their suffix in the stem (``b_jpg_…``,
+``b_png_…``), and a name still taken gets ``_2``, ``_3``, … An output that would replace an input,
+or an output folder that cannot be written, is refused before any image is read. Images whose
+header declares more than ``max_pixels`` pixels are skipped without being decoded.
 
 Sizes. An engine with a static input gets every image resized (bilinear) to that size; a
 dynamic engine (eager, dynamic ONNX) runs at the image's own size (raised to the size rule's
@@ -169,26 +176,64 @@ def collect_inputs(source: str | Path, exclude: Path | None = None) -> tuple[Pat
     return root, files
 
 
+def _relative(f: Path, root: Path) -> Path:
+    """``f`` under ``root`` as the user named it (a folder reached through a link keeps its own name),
+    else as it resolves, else its bare name."""
+    for a, b in ((f, root), (f.resolve(), root.resolve())):
+        try:
+            return a.relative_to(b)
+        except ValueError:
+            continue
+    return Path(f.name)
+
+
 def output_paths(root: Path, files: Sequence[Path], out: Path, overlay: bool = True) -> list[dict[str, Path]]:
     """Per input: {"train_ids", "label_ids", "color"[, "overlay"]} under ``out``, mirroring ``root``.
 
-    Two inputs with the same stem in one folder (``b.jpg``, ``b.png``) get the suffix in the stem
-    (``b_jpg_…``, ``b_png_…``) so neither overwrites the other.
+    Output names never collide, compared case-insensitively (a result copied to macOS or Windows
+    must not lose a file): inputs that would share a stem in one folder (``b.jpg``, ``b.png``;
+    ``a.png``, ``a.PNG``) get their suffix, lower-cased, in the stem (``b_jpg_…``, ``b_png_…``); a
+    name still taken (``a_png`` twice, or an input already called ``b_jpg.png``) gets ``_2``,
+    ``_3``, … in input order.
     """
-    rels = []
-    for f in files:
-        try:
-            rels.append(f.resolve().relative_to(root.resolve()))
-        except ValueError:
-            rels.append(Path(f.name))
-    stems = collections.Counter((r.parent, r.stem) for r in rels)
+    rels = [_relative(f, root) for f in files]
+    key = lambda rel, stem: (str(rel.parent).casefold(), stem.casefold())  # noqa: E731
+    stems = collections.Counter(key(r, r.stem) for r in rels)
+    wanted = [r.stem if stems[key(r, r.stem)] == 1 else f"{r.stem}_{r.suffix.lstrip('.').lower()}" for r in rels]
+    reserved = collections.Counter(key(r, w) for r, w in zip(rels, wanted))
+    taken: set = set()
     out_list = []
-    for rel in rels:
-        stem = rel.stem if stems[(rel.parent, rel.stem)] == 1 else f"{rel.stem}_{rel.suffix.lstrip('.').lower()}"
+    for rel, stem in zip(rels, wanted):
+        name, n = stem, 1
+        while key(rel, name) in taken or (name != stem and reserved[key(rel, name)]):
+            n += 1
+            name = f"{stem}_{n}"
+        taken.add(key(rel, name))
         base = out / rel.parent
-        names = {k: base / f"{stem}{s}" for k, s in SUFFIXES.items() if overlay or k != "overlay"}
-        out_list.append(names)
+        out_list.append({k: base / f"{name}{s}" for k, s in SUFFIXES.items() if overlay or k != "overlay"})
     return out_list
+
+
+def _refuse_inputs_as_outputs(files: Sequence[Path], names: Sequence[dict[str, Path]]) -> None:
+    """An output file that is an input (``--allow-inside`` with an input named like ``x_color.png``)
+    would be overwritten: refuse before any work, naming both."""
+    inputs = {str(f.resolve()).casefold(): f for f in files}
+    for f, outs in zip(files, names):
+        for path in outs.values():
+            hit = inputs.get(str(path.resolve()).casefold())
+            if hit is not None:
+                raise IcnetDeployError(f"{path}: output of {f} would overwrite the input {hit}; choose another --output")
+
+
+def _stale(names: dict[str, Path]) -> list[Path]:
+    """This input's output files that this run does not write (the overlay, with ``overlay=False``):
+    removed with the new outputs, so no file beside them comes from another run or engine."""
+    return [names["train_ids"].with_name(_stem(names) + s) for k, s in SUFFIXES.items() if k not in names]
+
+
+def _stem(names: dict[str, Path]) -> str:
+    """The output stem of one input's outputs (``b_jpg`` for ``out/b_jpg_labelTrainIds.png``)."""
+    return names["train_ids"].name[: -len(SUFFIXES["train_ids"])]
 
 
 def _check_output_folder(source: str | Path, root: Path, out: Path, allow_inside: bool) -> bool:
@@ -209,7 +254,8 @@ def _check_output_folder(source: str | Path, root: Path, out: Path, allow_inside
 
 
 def _write_outputs(image: np.ndarray, labels: np.ndarray, names: dict[str, Path]) -> None:
-    """Encode all outputs of one image to temporary files, then rename them together (all or nothing)."""
+    """Encode all outputs of one image to temporary files, then rename them together (all or nothing),
+    and remove the image's stale outputs (``_stale``)."""
     from PIL import Image
 
     from .data.labels import colorize, train_ids_to_label_ids
@@ -234,6 +280,8 @@ def _write_outputs(image: np.ndarray, labels: np.ndarray, names: dict[str, Path]
         for key, tmp in temps.items():
             os.replace(tmp, names[key])
             done.append(names[key])
+        for path in _stale(names):
+            path.unlink(missing_ok=True)
     except BaseException:
         for path in list(temps.values()) + done:
             path.unlink(missing_ok=True)
@@ -262,6 +310,7 @@ class InferReport:
     readers: int
     writers: int
     engine_sizes: list = field(default_factory=list)  # distinct engine input sizes used
+    renamed: list = field(default_factory=list)  # [{"path", "stem"}]: inputs whose outputs got a disambiguated stem
 
     @property
     def passed(self) -> bool:
@@ -284,6 +333,7 @@ def infer_images(
     batch: int = 1,
     overlay: bool = True,
     allow_inside: bool = False,
+    max_pixels: int | None = None,
     readers: int | None = None,
     writers: int | None = None,
     progress: Progress | None = None,
@@ -292,9 +342,15 @@ def infer_images(
 
     ``runner`` is activated here if it is not active yet (and deactivated again). ``batch``:
     images per engine call (an engine with a static batch uses its own; a dynamic-size engine
-    batches only consecutive images of one size). Returns the report; bad input files are in
-    ``report.failures``, not raised. Raises ``IcnetDeployError`` for a bad source or output folder.
+    batches only consecutive images of one size). ``max_pixels``: images whose header declares
+    more are skipped without being decoded (default ``data.folders.DEFAULT_MAX_PIXELS``). Returns the
+    report; bad input files are in ``report.failures`` (``"stage"``: read or write), not raised.
+    Raises ``IcnetDeployError``, before any image is read, for a bad source, an output folder that
+    cannot be written, or an output file that would overwrite an input.
     """
+    from .data.folders import DEFAULT_MAX_PIXELS
+    from .fileio import require_writable_dir
+
     if batch < 1:
         raise IcnetDeployError(f"batch must be at least 1, got {batch}")
     output = Path(output)
@@ -303,6 +359,12 @@ def infer_images(
     inside = _check_output_folder(source, root, output, allow_inside)
     root, files = collect_inputs(source, exclude=output if inside else None)
     names = output_paths(root, files, output, overlay)
+    _refuse_inputs_as_outputs(files, names)
+    require_writable_dir(output)
+    if max_pixels is None:
+        max_pixels = DEFAULT_MAX_PIXELS
+    elif max_pixels < 1:
+        raise IcnetDeployError(f"max_pixels must be at least 1, got {max_pixels}")
     cpus = os.cpu_count() or 2
     readers = readers or min(4, cpus)
     writers = writers or min(4, cpus)
@@ -315,14 +377,16 @@ def infer_images(
             runner.spinning = False
         runner.activate()
     try:
-        return _run(runner, source, output, files, names, batch, readers, writers, progress)
+        report = _run(runner, source, output, files, names, batch, readers, writers, progress, max_pixels)
     finally:
         if owns:
             runner.deactivate()
+    report.renamed = [{"path": str(f), "stem": _stem(n)} for f, n in zip(files, names) if _stem(n) != f.stem]
+    return report
 
 
 def _run(runner: Runner, source, output: Path, files: list[Path], names: list[dict], batch: int, readers: int,
-         writers: int, progress: Progress | None) -> InferReport:
+         writers: int, progress: Progress | None, max_pixels: int) -> InferReport:
     from .data.folders import read_rgb
 
     static_batch = runner.batch_size
@@ -337,7 +401,7 @@ def _run(runner: Runner, source, output: Path, files: list[Path], names: list[di
     def read(i: int) -> tuple[int, np.ndarray, np.ndarray]:
         t = time.perf_counter()
         try:
-            image = read_rgb(files[i])
+            image = read_rgb(files[i], max_pixels)
             x = prepare(runner, image)
         finally:
             with lock:
@@ -362,9 +426,9 @@ def _run(runner: Runner, source, output: Path, files: list[Path], names: list[di
     pending_writes: collections.deque[tuple[int, Future]] = collections.deque()
     max_pending_writes = 2 * writers + batch
 
-    def note(i: int, exc: BaseException) -> None:
+    def note(i: int, exc: BaseException, stage: str) -> None:
         message = str(exc) if isinstance(exc, (IcnetDeployError, OSError)) else f"{type(exc).__name__}: {exc}"
-        failures.append({"path": str(files[i]), "error": message})
+        failures.append({"path": str(files[i]), "error": message, "stage": stage})
 
     def finish_write(i: int, future: Future) -> None:
         nonlocal written
@@ -372,7 +436,7 @@ def _run(runner: Runner, source, output: Path, files: list[Path], names: list[di
             resize_counts[future.result()] += 1
             written += 1
         except (IcnetDeployError, OSError, ValueError) as exc:
-            note(i, exc)
+            note(i, exc, "write")
         report_done(i)
 
     def report_done(i: int) -> None:
@@ -411,7 +475,7 @@ def _run(runner: Runner, source, output: Path, files: list[Path], names: list[di
             try:
                 item = future.result()
             except Exception as exc:  # noqa: BLE001 - any decoder failure is this file's problem, reported
-                note(i, exc)
+                note(i, exc, "read")
                 report_done(i)
                 continue
             if group and (group[0][2].shape != item[2].shape or len(group) >= batch):

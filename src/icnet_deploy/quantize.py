@@ -59,7 +59,7 @@ import numpy as np
 
 from .errors import ArtifactError, DataError, IcnetDeployError
 from .fileio import atomic_write_text
-from .hashing import sha256_bytes, sha256_file
+from .hashing import graph_sha256 as _hash_graph, sha256_bytes, sha256_file
 from .upsample import labels_of
 
 __all__ = [
@@ -230,8 +230,7 @@ def _load(model: Any):
 def graph_sha256(model: Any) -> str:
     """Hash of the graph alone (nodes, weights, I/O), not of metadata such as creation time:
     re-exporting the same weights at the same size gives the same hash."""
-    proto = _load(model)
-    return sha256_bytes(proto.graph.SerializeToString(deterministic=True))
+    return _hash_graph(_load(model))
 
 
 def commute_classifier_resize(model: Any) -> tuple[Any, list[str]]:
@@ -397,9 +396,14 @@ class CalibrationCache:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, *, graph_sha256: str | None = None, method: str | None = None) -> CalibrationCache:
-        """Read a cache; with ``graph_sha256`` refuse one made for another model, with
-        ``method`` one made with another calibration method."""
+    def load(cls, path: str | Path, *, graph_sha256: str | None = None, method: str | None = None,
+             model: Any = None) -> CalibrationCache:
+        """Read a cache, refusing one that is malformed or implausible (``calib_schema``); with
+        ``graph_sha256`` one made for another model, with ``method`` one made with another
+        calibration method, with ``model`` (the pre-processed graph) one without a range for a
+        tensor the quantizer needs."""
+        from .calib_schema import check_fields, check_ranges, missing_ranges
+
         path = Path(path)
         if not path.is_file():
             raise ArtifactError(f"{path}: calibration cache not found")
@@ -409,18 +413,14 @@ class CalibrationCache:
             raise ArtifactError(f"{path}: calibration cache is not valid JSON") from None
         if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT:
             raise ArtifactError(f"{path}: not an icnet-deploy calibration cache")
+        problem = check_fields(data) or check_ranges(data["ranges"])
+        if problem:
+            raise ArtifactError(f"{path}: calibration cache refused: {problem}")
         if data.get("version", 0) > CACHE_VERSION:
             raise ArtifactError(f"{path}: calibration cache version {data['version']} is newer than this icnet-deploy")
         known = set(cls.__dataclass_fields__)
-        try:
-            cache = cls(**{k: v for k, v in data.items() if k in known})
-            ranges = {str(k): [float(v[0]), float(v[1])] for k, v in cache.ranges.items()}
-        except (TypeError, ValueError, IndexError):
-            raise ArtifactError(f"{path}: calibration cache is malformed (fields or ranges)") from None
-        bad = [k for k, (lo, hi) in ranges.items() if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi]
-        if bad:
-            raise ArtifactError(f"{path}: calibration cache has invalid ranges (e.g. {bad[0]})")
-        cache.ranges = ranges
+        cache = cls(**{k: v for k, v in data.items() if k in known})
+        cache.ranges = {str(k): [float(v[0]), float(v[1])] for k, v in cache.ranges.items()}
         if graph_sha256 is not None and cache.graph_sha256 != graph_sha256:
             raise ArtifactError(
                 f"{path}: calibration cache was made for another model (graph {cache.graph_sha256[:12]}…, "
@@ -428,6 +428,11 @@ class CalibrationCache:
             )
         if method is not None and cache.method != method:
             raise ArtifactError(f"{path}: calibration cache was made with {cache.method!r}, not {method!r} calibration")
+        if model is not None:
+            missing = missing_ranges(cache.ranges, _load(model), QUANT_OP_TYPES)
+            if missing:
+                raise ArtifactError(f"{path}: calibration cache refused: no range for {len(missing)} tensor(s) the "
+                                    f"model needs (e.g. {missing[0]!r}); calibrate again")
         return cache
 
 

@@ -17,7 +17,7 @@ from icnet_deploy.backends import load
 from icnet_deploy.backends.base import Runner
 from icnet_deploy.backends.loader import eager_reference, reference_checkpoint
 from icnet_deploy.errors import ArtifactError, BackendUnavailable, IcnetDeployError
-from icnet_deploy.manifest import manifest_path, read_manifest
+from icnet_deploy.manifest import read_manifest, write_manifest
 
 H, W = 128, 256
 BACKENDS = [
@@ -204,9 +204,9 @@ def test_tensorrt_artifact_without_tensorrt_is_unavailable(tmp_path, small_onnx)
         pytest.skip("this machine has TensorRT and a GPU")
     engine = tmp_path / "icnet.engine"
     engine.write_bytes(b"\0" * 64)
-    data = json.loads(manifest_path(small_onnx).read_text())
-    data.update(format="tensorrt", sha256=None)
-    manifest_path(engine).write_text(json.dumps(data))
+    manifest = read_manifest(small_onnx)
+    manifest.format = "tensorrt"
+    write_manifest(engine, manifest)
     with pytest.raises(BackendUnavailable):
         runner = load(engine)  # the backend module may itself be missing: then load() refuses
         runner.activate()  # else activation does (no tensorrt package, no GPU)

@@ -7,7 +7,6 @@ otherwise (no fake TensorRT module: a fake would test nothing but itself).
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
@@ -23,7 +22,7 @@ from icnet_deploy.backends.onnxruntime import create_session
 from icnet_deploy.backends.tensorrt import TensorRTRunner, gpu_info
 from icnet_deploy.build import build_engine
 from icnet_deploy.errors import ArtifactError
-from icnet_deploy.manifest import manifest_path, read_manifest
+from icnet_deploy.manifest import read_manifest, write_manifest
 
 H, W = 128, 256
 
@@ -86,9 +85,9 @@ def _tampered(engines, tmp_path, **details):
     path, _ = engines["fp16"]
     copy = tmp_path / "copy.engine"
     copy.write_bytes(path.read_bytes())
-    data = json.loads(manifest_path(path).read_text())
-    data["details"].update(details)
-    manifest_path(copy).write_text(json.dumps(data))
+    manifest = read_manifest(path)
+    manifest.details.update(details)
+    write_manifest(copy, manifest)  # sealed as the toolkit writes it (a hand edit is refused)
     return copy
 
 

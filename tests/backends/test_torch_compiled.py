@@ -50,10 +50,10 @@ def _eager(checkpoint: Path, x: np.ndarray) -> np.ndarray:
 
 
 def _edit_manifest(engine: Path, **details) -> None:
-    path = manifest_path(engine)
-    data = json.loads(path.read_text())
-    data["details"].update(details)
-    path.write_text(json.dumps(data))
+    """Rewrite the manifest with other details, sealed as the toolkit writes it (a hand edit is refused)."""
+    manifest = read_manifest(engine)
+    manifest.details.update(details)
+    write_manifest(engine, manifest)
 
 
 # -- fast: an engine without cache artefacts, refused before any compile ----------------------
@@ -126,9 +126,9 @@ def test_refuses_other_weights(bare_engine, tmp_path):
 
 
 def test_missing_checkpoint_is_named(bare_engine):
-    data = json.loads(manifest_path(bare_engine).read_text())
-    data["checkpoint_path"] = "/nowhere/weights.safetensors"
-    manifest_path(bare_engine).write_text(json.dumps(data))
+    manifest = read_manifest(bare_engine)
+    manifest.checkpoint_path = "/nowhere/weights.safetensors"
+    write_manifest(bare_engine, manifest)
     with pytest.raises(ArtifactError, match=r"bare\.torch: its checkpoint /nowhere/weights\.safetensors is missing"):
         load(bare_engine).activate()
 

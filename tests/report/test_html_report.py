@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from icnet_deploy.cli import app
-from icnet_deploy.manifest import read_manifest, write_manifest
+from icnet_deploy.manifest import embed_manifest, read_manifest, write_manifest
 
 pytest.importorskip("matplotlib", reason="HTML reports need the [report] extra (matplotlib)")
 
@@ -38,9 +38,10 @@ def disagreeing_engine(tmp_path_factory, small_onnx) -> Path:
     weight = {i.name: i for i in model.graph.initializer}[conv.input[1]]
     weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 1.2, weight.name))
     path = tmp_path_factory.mktemp("disagreeing") / "scaled.onnx"
-    onnx.save(model, str(path))
     manifest = read_manifest(small_onnx)
     manifest.parent_sha256 = manifest.sha256
+    embed_manifest(model, manifest)  # sealed for the scaled graph, as build-engine writes it
+    onnx.save(model, str(path))
     write_manifest(path, manifest)
     return path
 

@@ -16,17 +16,22 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ..errors import DataError
 from .labels import IGNORE_ID, NUM_CLASSES, label_ids_to_train_ids
 
-__all__ = ["IMAGE_EXTENSIONS", "CityscapesDataset", "list_images", "read_rgb", "read_train_ids"]
+__all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "CityscapesDataset", "list_images", "read_rgb", "read_train_ids"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+# Images larger than this are refused from their header, before decoding: a 140 KB PNG can declare
+# 12000×12000 and take 7.7 GB and 38 s to decode (PIL itself only warns below 89 MP). 50 MP is 6×
+# a 4K frame and 24× Cityscapes' 1024×2048.
+DEFAULT_MAX_PIXELS = 50_000_000
 _VALID_IDS = np.zeros(256, bool)
 _VALID_IDS[:NUM_CLASSES] = True
 _VALID_IDS[IGNORE_ID] = True
 _GLOB_CHARS = set("*?[")
 
 
-def _open(path: Path, what: str) -> Image.Image:
-    """Open and fully decode (``load()``) so that truncated files fail here, not later."""
+def _open(path: Path, what: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open, check the size the header declares against ``max_pixels`` (None: no limit), then fully
+    decode (``load()``) so that truncated files fail here, not later."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: {what} file not found.")
@@ -34,6 +39,11 @@ def _open(path: Path, what: str) -> Image.Image:
         raise DataError(f"{path}: cannot read {what}: not a file.")
     try:
         img = Image.open(path)
+        width, height = img.size
+        if max_pixels is not None and width * height > max_pixels:
+            img.close()
+            raise DataError(f"{path}: {what} is {width}×{height} ({width * height:,} pixels), over the pixel limit "
+                            f"of {max_pixels:,} (--max-pixels); not decoded.")
         img.load()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError,
             EOFError) as exc:
@@ -44,8 +54,9 @@ def _open(path: Path, what: str) -> Image.Image:
     return img
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """Read any image as uint8 H×W×3 RGB.
+def read_rgb(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read any image as uint8 H×W×3 RGB; one whose header declares more than ``max_pixels``
+    pixels is refused (``DataError``) without being decoded.
 
     EXIF orientation is applied (ignored if the EXIF block itself is unreadable); grayscale is
     replicated to 3 channels; alpha (RGBA, LA, PA, transparent palettes) is dropped, keeping the
@@ -53,7 +64,7 @@ def read_rgb(path: Path) -> np.ndarray:
     when their maximum is ≤ 1, else as 0..255; CMYK/YCbCr/other modes use PIL's conversion.
     """
     path = Path(path)
-    img = _open(path, "image")
+    img = _open(path, "image", max_pixels)
     try:
         img = ImageOps.exif_transpose(img)
     except Exception:  # noqa: BLE001 - a broken EXIF block: keep the pixels as stored

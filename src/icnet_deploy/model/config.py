@@ -8,6 +8,7 @@ at full ResNet-50 width.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
 
 from ..errors import ModelError
@@ -35,10 +36,26 @@ class ICNetConfig:
     std: tuple[float, float, float] = field(default=DEFAULT_STD)  # RGB, 0..255 units
 
     def __post_init__(self) -> None:
-        if self.num_classes < 1 or self.num_classes > 255:
-            raise ModelError(f"num_classes must be 1..255, got {self.num_classes}")
-        if self.width <= 0:
-            raise ModelError(f"width must be positive, got {self.width}")
+        """Refuse a field of the wrong type or range (configs come from checkpoint metadata and manifests)."""
+        if not isinstance(self.name, str):
+            raise ModelError(f"model config: name must be a string, got {self.name!r}")
+        if not _is_int(self.num_classes) or not 1 <= self.num_classes <= 255:
+            raise ModelError(f"model config: num_classes must be an integer 1..255, got {self.num_classes!r}")
+        if not _is_number(self.width) or self.width <= 0:
+            raise ModelError(f"model config: width must be a positive number, got {self.width!r}")
+        for name, length in (("blocks", 4), ("dilations", 2), ("pool_bins", None), ("high_res_channels", 3)):
+            value = getattr(self, name)
+            if (not isinstance(value, (tuple, list)) or (length is not None and len(value) != length) or not value
+                    or not all(_is_int(v) and v >= 1 for v in value)):
+                raise ModelError(f"model config: {name} must be {length or 'one or more'} positive integers, got {value!r}")
+        if not _is_int(self.cff_channels) or self.cff_channels < 1:
+            raise ModelError(f"model config: cff_channels must be a positive integer, got {self.cff_channels!r}")
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if not isinstance(value, (tuple, list)) or len(value) != 3 or not all(_is_number(v) for v in value):
+                raise ModelError(f"model config: {name} must be 3 finite numbers, got {value!r}")
+        if not all(v > 0 for v in self.std):
+            raise ModelError(f"model config: std must be positive, got {self.std!r}")
 
     def channels(self, full_width: int) -> int:
         """A ResNet-50 channel count scaled by the width multiplier."""
@@ -53,6 +70,8 @@ class ICNetConfig:
             raw = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ModelError(f"model config is not valid JSON: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ModelError(f"model config must be a JSON object, got {type(raw).__name__}")
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(raw) - known
         if unknown:
@@ -64,6 +83,14 @@ class ICNetConfig:
 
     def with_classes(self, num_classes: int) -> "ICNetConfig":
         return replace(self, num_classes=num_classes)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 CONFIGS: dict[str, ICNetConfig] = {

@@ -17,7 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from ..errors import ModelError
-from ..fileio import atomic_path
+from ..fileio import atomic_path, refuse_overwriting
 from ..hashing import sha256_file
 from .config import ICNetConfig, get_config
 from .icnet import ICNet
@@ -106,7 +106,10 @@ def read_checkpoint(path: str | Path, config: ICNetConfig | None = None) -> tupl
     state, metadata = _read_state(path)
     if config is None:
         if _CONFIG_KEY in metadata:
-            config = ICNetConfig.from_json(metadata[_CONFIG_KEY])
+            try:
+                config = ICNetConfig.from_json(metadata[_CONFIG_KEY])
+            except ModelError as exc:
+                raise ModelError(f"{path}: metadata {_CONFIG_KEY}: {exc}") from None
         else:
             config = get_config("icnet_r50_half")
             classes = state.get("classifier.weight")
@@ -115,6 +118,8 @@ def read_checkpoint(path: str | Path, config: ICNetConfig | None = None) -> tupl
     try:
         provenance = json.loads(metadata.get(_PROVENANCE_KEY, "{}"))
     except json.JSONDecodeError:
+        provenance = {}
+    if not isinstance(provenance, dict):  # e.g. null or a list: a provenance we cannot read is none
         provenance = {}
     info = CheckpointInfo(config=config, provenance=provenance, path=str(path), sha256=sha256_file(path))
     return state, info
@@ -180,6 +185,7 @@ def average_checkpoints(paths: list[str | Path], out: str | Path) -> dict[str, A
     """
     if len(paths) < 2:
         raise ModelError("averaging needs at least two checkpoints")
+    refuse_overwriting([out], paths)
     loaded = [read_checkpoint(p) for p in paths]
     first_state, first_info = loaded[0]
     for state, info in loaded[1:]:
@@ -214,6 +220,7 @@ def adjust_logits(path: str | Path, out: str | Path, class_weights: list[float] 
     """
     if not 0.0 <= tau <= 1.0:
         raise ModelError(f"tau must be in 0..1 (1 undoes the class weighting exactly), got {tau}")
+    refuse_overwriting([out], [path])
     state, info = read_checkpoint(path)
     provenance = dict(info["provenance"])
     if "logit_adjustment" in provenance:
