@@ -5,7 +5,8 @@
     python3 tasks.py test    # set up .venv, then run the test suite
 
 Set-up creates ``.venv`` and installs torch 2.13.0 (CPU build) *before* the package: an
-unpinned torch would pull a multi-GB CUDA build. It reinstalls only when pyproject.toml changes.
+unpinned torch would pull a multi-GB CUDA build. It reinstalls only when pyproject.toml, setup.py
+or a C kernel in plugins/ changes (the install compiles those).
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ def setup() -> None:
     if sys.version_info < (3, 10):
         sys.exit(f"Python 3.10+ is needed, this is {sys.version.split()[0]}")
     stamp = VENV / ".icnet-deploy-installed"
-    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + TORCH.encode()).hexdigest()
+    # what the install builds from: a changed C kernel (plugins/) needs its library rebuilt
+    built_from = [ROOT / "pyproject.toml", ROOT / "setup.py", *sorted((ROOT / "plugins").rglob("*.c"))]
+    want = hashlib.sha256(b"".join(p.read_bytes() for p in built_from) + TORCH.encode()).hexdigest()
     if stamp.is_file() and stamp.read_text() == want and PYTHON.exists():
         return
     if not PYTHON.exists():

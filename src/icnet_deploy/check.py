@@ -26,8 +26,8 @@ to explain a low agreement: the share of *near ties* (pixels whose two best eage
 pixels are within 0.5 and ~5% within 0.1, against ~0.3% on the scenes: that is where INT8 flips.
 
 The label path: ``infer`` and ``bench`` take labels from ``Runner.infer_for_labels`` (the logits
-before the final upsample, see ``upsample.bilinear_argmax``), not from the full output gated
-above; on the first image of each set its labels must agree with the full output's on at least
+before the final upsample) and the UpsampleArgmax op (``plugins.upsample_argmax``: the C kernel or
+the numpy reference; the Triton kernel on CUDA runners), not from the full output gated above; on the first image of each set its labels must agree with the full output's on at least
 ``LABEL_PATH_MIN_AGREEMENT`` percent of the pixels (exact for ONNX Runtime and eager; TensorRT's own
 Resize kernel may differ at ties), so the gate covers what ``infer`` writes.
 
@@ -254,13 +254,20 @@ class _SetStats:
         self.agree_beyond_ties = 0
         self.label_path: dict[str, Any] | None = None
 
-    def add_label_path(self, name: str, early: np.ndarray, full_labels: np.ndarray, output_kind: str) -> None:
+    def add_label_path(self, name: str, early: np.ndarray, full_labels: np.ndarray, output_kind: str, *,
+                       threads: int | None = None, device_labels: np.ndarray | None = None) -> None:
         """Compare the labels of ``Runner.infer_for_labels`` (``early``) with the full output's (``add``'s
-        return value), at the engine's size."""
+        return value), at the engine's size; ``device_labels``: those ``Runner.predict_labels`` made on the
+        GPU instead (runners whose labels are ``labels_on_device``)."""
         from .infer import to_labels
+        from .plugins import label_path
 
-        labels, _ = to_labels(early, output_kind, full_labels.shape)
-        self.label_path = {"image": name, "output_shape": list(early.shape),
+        if device_labels is not None:
+            labels, how = device_labels, "UpsampleArgmax Triton kernel (GPU)"
+        else:
+            labels, how = to_labels(early, output_kind, full_labels.shape, threads=threads)[0], \
+                f"UpsampleArgmax {label_path()['implementation']} (CPU)"
+        self.label_path = {"image": name, "output_shape": list(early.shape), "implementation": how,
                            "agreement_pct": 100.0 * float((labels == full_labels).mean())}
 
     def add(self, name: str, eng_out: np.ndarray, ref_logits: np.ndarray, output_kind: str,
@@ -362,7 +369,8 @@ def _checks(sets: list[dict], th: Thresholds) -> list[dict]:
             ok = lp["agreement_pct"] >= LABEL_PATH_MIN_AGREEMENT
             out.append({"set": name, "metric": "label_path_agreement", "value": lp["agreement_pct"],
                         "threshold": LABEL_PATH_MIN_AGREEMENT, "passed": ok,
-                        "message": f"{name}: labels of infer's path (output {'×'.join(map(str, lp['output_shape']))}) "
+                        "message": f"{name}: labels of infer's path (output {'×'.join(map(str, lp['output_shape']))}"
+                                   f"{', ' + lp['implementation'] if lp.get('implementation') else ''}) "
                                    f"agree with the full output's {lp['agreement_pct']:.4f}% "
                                    f"{'≥' if ok else '<'} {LABEL_PATH_MIN_AGREEMENT}% ({lp['image']})"})
         if th.max_logit_error is not None and "max_abs_logit_error" in s:
@@ -472,7 +480,9 @@ def check(
                     say(f"int8 breakdown: {set_name}: {name}")
                     breakdown.add(set_name, xe)
                 if stats.label_path is None:  # once per set: the path infer takes gives the same labels
-                    stats.add_label_path(name, runner.infer_for_labels(xe)[0], eng_labels, runner.output_kind)
+                    device = runner.predict_labels(xe, eng_labels.shape)[0] if runner.labels_on_device else None
+                    stats.add_label_path(name, runner.infer_for_labels(xe)[0], eng_labels, runner.output_kind,
+                                         threads=runner.threads, device_labels=device)
             if samples:
                 results.append(stats.result())
         engine_info, eager_info = runner.describe(), eager.describe()
