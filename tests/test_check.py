@@ -210,7 +210,7 @@ def test_label_path_gate_fails_when_infers_labels_differ():
         stats.add_label_path("scene", early, full_labels, "logits")
         (gate,) = [c for c in _checks([stats.result()], th) if c["metric"] == "label_path_agreement"]
         assert gate["passed"] is passed and gate["threshold"] == LABEL_PATH_MIN_AGREEMENT
-        assert "labels of infer's path (output 19×16×32)" in gate["message"]
+        assert "labels of infer's path (output 19×16×32, UpsampleArgmax " in gate["message"]
 
 
 def test_near_ties_are_counted_and_agreement_beyond_them_reported():
