@@ -27,7 +27,7 @@ CFLAGS = ["-O3", "-std=c11", "-ffp-contract=off", "-fno-fast-math", "-pthread", 
 
 
 def native_kernels() -> list[Extension]:
-    if os.name != "posix" or os.environ.get("ICNET_DEPLOY_NO_NATIVE"):
+    if os.name != "posix" or os.environ.get("ICNET_DEPLOY_NO_NATIVE", "") not in ("", "0"):
         return []
     out = []
     for name, source in KERNELS.items():
