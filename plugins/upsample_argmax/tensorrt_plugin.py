@@ -15,12 +15,11 @@ to launch the Triton kernel on its stream, so an engine with the plugin runs in 
 has imported this module (``icnet_deploy.plugins.register_tensorrt_plugin``), not in ``trtexec``.
 
 Importing this module registers the plugin; ``register()`` is that import, for callers that want a
-function to call.
+function to call. (No ``from __future__ import annotations`` here: ``tensorrt.plugin`` reads the
+annotations to tell input tensors from attributes.)
 """
 
-from __future__ import annotations
-
-from typing import Tuple
+from typing import List, Tuple
 
 import tensorrt as trt
 import tensorrt.plugin as trtp
@@ -36,7 +35,7 @@ def upsample_argmax_desc(logits: trtp.TensorDesc, image: trtp.TensorDesc) -> trt
 
 @trtp.autotune(PLUGIN_ID)
 def upsample_argmax_autotune(logits: trtp.TensorDesc, image: trtp.TensorDesc,
-                             outputs: Tuple[trtp.TensorDesc]) -> list:
+                             outputs: Tuple[trtp.TensorDesc]) -> List[trtp.AutoTuneCombination]:
     # every pairing of the two inputs' types (a strongly typed network fixes them), linear layout
     return [trtp.AutoTuneCombination(f"{a}, {b}, INT32", "LINEAR")
             for a in ("FP32", "FP16") for b in ("FP32", "FP16")]

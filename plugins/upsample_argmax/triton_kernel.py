@@ -17,8 +17,6 @@ kernels on torch's current CUDA stream (or, with ``TRITON_INTERPRET=1``, in Trit
 tensors: how the tests check the kernels' arithmetic on a machine without a GPU).
 """
 
-from __future__ import annotations
-
 import functools
 import os
 from typing import Any

@@ -139,7 +139,7 @@ def upsample_argmax(logits: np.ndarray, size: tuple[int, int], *, threads: int |
 
     The CPU kernel where it is loaded (``threads``: default ``cpu_threads()``), else
     ``upsample.bilinear_argmax`` per image; the labels are the same either way. uint8 for up to
-    255 classes (int32 beyond 256, from the reference).
+    255 classes (the reference's labels beyond that, and for logits other than float32/float16).
     """
     logits = np.asarray(logits)
     if logits.ndim not in (3, 4):
@@ -148,12 +148,13 @@ def upsample_argmax(logits: np.ndarray, size: tuple[int, int], *, threads: int |
     n, classes, h, w = batch.shape
     height, width = int(size[0]), int(size[1])
     lib = native_library()
-    if lib is None or classes > _MAX_NATIVE_CLASSES or min(n, classes, h, w, height, width) < 1:
+    # the kernel takes float32/float16 (what every runner returns); the reference's coarse argmax of
+    # other dtypes compares in that dtype, so those stay with it
+    if (lib is None or classes > _MAX_NATIVE_CLASSES or batch.dtype not in (np.float32, np.float16)
+            or min(n, classes, h, w, height, width) < 1):
         out = np.stack([bilinear_argmax(one, (height, width)) for one in batch]) if n else \
             np.zeros((0, height, width), np.uint8)
         return out if logits.ndim == 4 else out[0]
-    if batch.dtype not in (np.float32, np.float16):
-        batch = batch.astype(np.float32)
     batch = np.ascontiguousarray(batch)
     y0, y1, wy = _taps(height, h)
     x0, x1, wx = _taps(width, w)
