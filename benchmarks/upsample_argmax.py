@@ -3,6 +3,7 @@
 
     python benchmarks/upsample_argmax.py                        # 1024×2048, the 4 photos + 2 scenes
     python benchmarks/upsample_argmax.py --rounds 21 --threads 1 2 --json upsample_argmax.json
+    python benchmarks/upsample_argmax.py --engine build/icnet_int8.onnx --threads 2   # + bench's end-to-end path
 
 The shipped checkpoint (eager PyTorch) gives the 1/4-resolution logits (19×256×512) of the real
 photographs (``assets/photos``, resized) and of generated street scenes; each image's labels at
@@ -13,6 +14,13 @@ the machine hits all alike. The labels are compared (they must be equal) and the
 p50 per implementation and image, and the speed-up per round (reference ms / kernel ms in the same
 round: median and interquartile range). The CPU's model name and SIMD flags, and which build of the
 kernel runs (``isa``), are printed with the numbers.
+
+``--engine E`` (repeatable) also times ``bench``'s end-to-end label path on that engine both ways in
+one process, interleaved: the bench's generated scene at ``--size`` → ``prepare`` →
+``Runner.infer_for_labels`` → labels by the reference or by the kernel (on the largest
+``--threads``, which is also the engine's thread count): what the kernel saves per image, measured
+round by round on the same engine calls (``icnet-deploy bench`` picks one implementation per
+process, so two bench runs compare two moments of a shared machine instead).
 """
 
 from __future__ import annotations
@@ -74,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenes", type=int, default=2, help="generated scenes besides the 4 photographs")
     parser.add_argument("--rounds", type=int, default=11, help="timed rounds (after one warm-up round)")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="kernel thread counts to time")
+    parser.add_argument("--engine", action="append", default=[], help="also time bench's end-to-end label path on it")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
 
@@ -133,10 +142,53 @@ def main(argv: list[str] | None = None) -> int:
                      f"{np.percentile(ratio, 75):.1f})")
         rows.append(row)
         print(line)
+    engines = [_end_to_end(spec, size, args.rounds, max(args.threads)) for spec in args.engine]
     if args.json:
         args.json.write_text(json.dumps({"size": list(size), "rounds": args.rounds, "cpu": cpu, "kernel": plugins.label_path(),
-                                         "images": rows}, indent=2))
+                                         "images": rows, "end_to_end": engines}, indent=2))
     return 0
+
+
+def _end_to_end(spec: str, size: tuple[int, int], rounds: int, threads: int) -> dict:
+    """bench's end-to-end path on ``spec``, its labels by the reference and by the kernel, interleaved."""
+    from icnet_deploy import plugins
+    from icnet_deploy.backends import load
+    from icnet_deploy.bench import _image
+    from icnet_deploy.infer import prepare
+    from icnet_deploy.upsample import bilinear_argmax
+
+    image = _image(size)
+    finish = {"numpy reference": lambda out: bilinear_argmax(out, size),
+              "C kernel": lambda out: plugins.upsample_argmax(out, size, threads=threads)}
+    times: dict[str, list[float]] = {k: [] for k in finish}
+    label_ms: dict[str, list[float]] = {k: [] for k in finish}
+    runner = load(spec, threads=threads)
+    if hasattr(runner, "spinning"):
+        runner.spinning = False  # as bench runs ONNX Runtime
+    with runner:
+        for r in range(rounds + 1):
+            for impl in (list(finish) if r % 2 else list(finish)[::-1]):
+                start = time.perf_counter()
+                out = runner.infer_for_labels(prepare(runner, image))[0]
+                mid = time.perf_counter()
+                finish[impl](out)
+                if r:
+                    times[impl].append((time.perf_counter() - start) * 1e3)
+                    label_ms[impl].append((time.perf_counter() - mid) * 1e3)
+    ref, ker = np.asarray(times["numpy reference"]), np.asarray(times["C kernel"])
+    saved = ref - ker
+    result = {"engine": spec, "threads": threads, "rounds": rounds,
+              "end_to_end_p50_ms": {k: float(np.median(v)) for k, v in times.items()},
+              "labels_p50_ms": {k: float(np.median(v)) for k, v in label_ms.items()},
+              "saved_ms_per_round": {"median": float(np.median(saved)), "p25": float(np.percentile(saved, 25)),
+                                     "p75": float(np.percentile(saved, 75))},
+              "speedup_per_round_median": float(np.median(ref / ker))}
+    print(f"{Path(spec).name}: end-to-end p50 {result['end_to_end_p50_ms']['numpy reference']:.1f} ms (numpy) → "
+          f"{result['end_to_end_p50_ms']['C kernel']:.1f} ms (C kernel, {threads} threads); labels step "
+          f"{result['labels_p50_ms']['numpy reference']:.1f} → {result['labels_p50_ms']['C kernel']:.1f} ms; saved per "
+          f"round {np.median(saved):.1f} ms (IQR {np.percentile(saved, 25):.1f}–{np.percentile(saved, 75):.1f}), "
+          f"{result['speedup_per_round_median']:.2f}× per round")
+    return result
 
 
 if __name__ == "__main__":
