@@ -57,8 +57,9 @@ def demo() -> None:
     """The main job on the shipped defaults, outputs under demo_out/:
 
     export (fp32 ONNX, verified) → fp16/int8 engines (build-engine) → infer on sample images (the
-    real photographs + 2 generated scenes) with each engine → check (parity gate, JSON + JUnit)
-    → one final table: every engine's latency, speed-up and memory vs eager, with its parity verdict.
+    real photographs + 2 generated scenes) with each engine → check (parity gate: JSON, JUnit and an
+    HTML page per engine) → bench: one final table of every engine's latency, speed-up and memory vs
+    eager with its parity verdict (and bench.html) → report.html: all the checks and the bench on one page.
     """
     import shutil
 
@@ -102,11 +103,15 @@ def demo() -> None:
     for engine in engines:
         run(cli, "infer", samples, "--engine", engine, "--output", out / "infer" / engine.stem)
         run_allowing_failure(cli, "check", "--engine", engine, "--count", "2", "--json", "--junit",
-                             out / f"check_{engine.stem}.xml", stdout=out / f"check_{engine.stem}.json")
+                             out / f"check_{engine.stem}.xml", "--html", out / f"check_{engine.stem}.html",
+                             stdout=out / f"check_{engine.stem}.json")
     bench = ["bench", *[a for e in engines for a in ("--engine", e)], "--baseline", engines[0],  # fp32: what INT8 buys
-             "--iters", "10", "--warmup", "2", "--parity", "--json"]
+             "--iters", "10", "--warmup", "2", "--parity", "--json", "--html", out / "bench.html"]
     run_allowing_failure(cli, *bench, stdout=out / "bench.json")
-    print(f"demo outputs: {out} (segmentations in infer/, parity reports check_*.json/.xml, bench.json)", flush=True)
+    results = [out / f"check_{e.stem}.json" for e in engines] + [out / "bench.json"]
+    run_allowing_failure(cli, "report", *[r for r in results if r.is_file() and r.stat().st_size], "-o", out / "report.html")
+    print(f"demo outputs: {out} (segmentations in infer/, parity reports check_*.json/.xml/.html, bench.json/.html, "
+          "report.html: all of them on one page)", flush=True)
 
 
 def test() -> None:

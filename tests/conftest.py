@@ -72,3 +72,15 @@ def small_quant_setup(small_onnx, calib_dir, tmp_path_factory):
     loader = Q.ImageBatches.from_folder(calib_dir, height=128, width=256, mean=m.mean, std=m.std)
     cache = Q.calibrate(pre, loader, "percentile")
     return pre, cache, list(loader)
+
+
+@pytest.fixture(scope="session")
+def int8_engine_small(small_onnx, calib_dir, tmp_path_factory) -> Path:
+    """A quick INT8 engine of ``small_onnx`` (the default fixed rule, nearest rounding, no range
+    learning), built on this machine."""
+    from icnet_deploy.build import build_engine
+
+    path = tmp_path_factory.mktemp("int8_small") / "icnet_128x256_int8.onnx"
+    build_engine(small_onnx, path, precision="int8", calib=calib_dir, weight_rounding="nearest",
+                 range_learning=False, threads=1)
+    return path

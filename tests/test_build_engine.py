@@ -58,10 +58,17 @@ def test_int8_cli_writes_engine_manifest_and_cache(int8_build, small_onnx):
     assert rl["images"] == 4 and rl["iterations"] == 10 and rl["scales"] > 10 and rl["replica_agreement_pct"] > 97
     after = rl["normalised_logit_error"]
     assert (after["after"] < after["before"]) == rl["kept"]
-    sets = d["parity"]["sets"]
-    assert set(sets) == {"scenes", "photos"}
-    assert sets["scenes"]["images"] and "miou_drop" in sets["scenes"] and "miou_drop" not in sets["photos"]
-    assert all(50.0 < s["agreement_pct"] <= 100.0 for s in sets.values())  # random weights: loose
+    parity = d["parity"]  # check's gate, on held-out images against the fp32 export
+    sets = {s["set"]: s for s in parity["sets"]}
+    assert set(sets) == {"generated", "photos"}
+    assert sets["generated"]["images"] and "ground_truth" in sets["generated"] and "ground_truth" not in sets["photos"]
+    assert all(50.0 < s["agreement_pct"] <= s["agreement_within_delta_pct"] <= 100.0 for s in sets.values())
+    assert parity["thresholds"]["min_within_delta"] == 99.5 and parity["thresholds"]["delta"] == 0.25
+    assert {c["metric"] for c in parity["checks"]} >= {"agreement_within_delta", "worst_image_within_delta", "miou_drop"}
+    assert parity["passed"] == all(c["passed"] for c in parity["checks"])
+    # the machine it was built on, and the weight range chosen for its INT8 kernels
+    assert d["cpu"]["int8_kernel"] and d["cpu"]["arch"]
+    assert d["reduce_range"]["enabled"] == (d["cpu"]["int8_kernel"] in ("avx2", "avx512", "baseline"))
     # the manifest travels inside the ONNX file too
     embedded = {p.key for p in onnx.load(str(out), load_external_data=False).metadata_props}
     assert "icnet_deploy.manifest" in embedded
@@ -138,7 +145,10 @@ def test_range_learning_is_on_by_default_for_the_cpu_target_only(int8_build, sma
     assert m.details["range_learning"] is None  # the straight-through gradient did not help there
 
 
-def test_search_is_the_default_and_stops_when_all_int8_is_enough(small_onnx, calib_dir, tmp_path):
+def test_fixed_rule_is_the_default_and_search_is_opt_in(small_onnx, calib_dir, tmp_path):
+    import inspect
+
+    assert inspect.signature(build_engine).parameters["target_agreement"].default is None  # the fixed rule
     # random weights agree ~96% fully quantized: a 0.5 (= 50%) target is met with no fp32 layer
     m = build_engine(small_onnx, tmp_path / "s.onnx", precision="int8", calib=calib_dir, target_agreement=0.5, range_learning=False,
                      search_images=2, threads=1)
@@ -146,11 +156,7 @@ def test_search_is_the_default_and_stops_when_all_int8_is_enough(small_onnx, cal
     assert d["fp32_rule"] == "sensitivity search" and d["target_agreement"] == 50.0
     assert d["fp32_layers"] == {} and len(d["sensitivity_search"]["trials"]) == 1
     assert d["sensitivity_search"]["met"] and d["sensitivity_search"]["images"] == 2
-    import inspect
-
-    from icnet_deploy.build import DEFAULT_TARGET_AGREEMENT
-
-    assert inspect.signature(build_engine).parameters["target_agreement"].default == DEFAULT_TARGET_AGREEMENT
+    assert "within δ=0.25" in d["sensitivity_search"]["metric"]
 
 
 def test_fp16_engine(small_onnx, tmp_path):
@@ -174,7 +180,7 @@ def test_fp16_engine(small_onnx, tmp_path):
     assert final.op_type == "Resize"  # no fp32 → fp16 → fp32 rounding of the output after the fp32 Resize
     assert graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert "not faster on CPU" in d["note"]
-    for s in d["parity"]["sets"].values():
+    for s in d["parity"]["sets"]:
         assert s["agreement_pct"] >= 99.0  # random weights; the trained checkpoint gives ≥ 99.9
     assert _files(tmp_path) == ["fp16.onnx", "fp16.onnx.json"]
 

@@ -60,7 +60,11 @@ def test_good_engine_passes_with_json_and_junit(small_onnx, tmp_path):
     gen = sets["generated"]
     assert gen["agreement_pct"] >= 99.99 and gen["max_abs_logit_error"] < 1e-2 * max(1.0, 1.0)
     assert abs(gen["ground_truth"]["miou_drop"]) < 0.05  # the scenes' own labels give the mIoU for free
-    assert set(gen["per_class"]["road"]) >= {"iou_vs_eager", "engine_iou", "eager_iou", "iou_delta"}
+    assert set(gen["per_class"]["road"]) >= {"iou_vs_reference", "engine_iou", "reference_iou", "iou_delta"}
+    assert gen["labelled"] and not sets["photos"]["labelled"]
+    for s in sets.values():  # within δ counts every raw agreement and more
+        assert s["delta_logit"] == 0.25 and s["agreement_within_delta_pct"] >= s["agreement_pct"]
+        assert all(r["agreement_within_delta_pct"] >= r["agreement_pct"] for r in s["per_image"])
     assert 0.0 <= gen["near_tie_pct"] < 5.0 and gen["agreement_beyond_ties_pct"] >= 99.99
     for s in sets.values():  # infer's label path (the graph cut before its final Resize) gives the gated labels
         assert s["label_path"]["agreement_pct"] == 100.0 and s["label_path"]["output_shape"][1:] == [32, 64]
@@ -144,7 +148,7 @@ def test_cityscapes_data_and_image_folder_with_labels(small_onnx, tmp_path):
     assert [s["set"] for s in report.sets] == ["data"] and report.sets[0]["images"] == 2
     assert "ground_truth" in report.sets[0] and report.passed
     report = check(small_onnx, images_dir=root / "leftImg8bit", labels_dir=root / "gtFine", threads=1,
-                   min_agreement=50.0, max_miou_drop=5.0, max_logit_error=1.0)
+                   thresholds={"min_agreement": 50.0, "max_miou_drop": 5.0, "max_logit_error": 1.0})
     (images,) = report.sets
     assert images["set"] == "images" and "ground_truth" in images
     assert {c["metric"] for c in report.checks} == {"pixel_agreement", "miou_drop", "max_logit_error", "label_path_agreement"}
@@ -156,23 +160,25 @@ def test_default_thresholds_by_precision():
     assert default_thresholds("fp32").min_agreement == 99.99
     assert default_thresholds("fp16").min_agreement == 99.9
     int8 = default_thresholds("int8")
-    assert (int8.min_agreement, int8.max_miou_drop) == (99.5, 0.5)
+    assert (int8.min_agreement, int8.max_miou_drop, int8.max_class_iou_drop) == (99.5, 0.5, 2.0)
+    assert (int8.delta, int8.min_within_delta, int8.min_within_delta_worst) == (0.25, 99.5, 99.0)
     assert default_thresholds("int8", min_agreement=99.0, max_logit_error=2.0).max_logit_error == 2.0
     assert set(DEFAULT_THRESHOLDS) == {"fp32", "fp16", "int8"}
-    # the real photographs: int8's own bar (the build-engine issue's 99%), else the common one
-    assert (int8.agreement_for("photos"), int8.agreement_for("generated")) == (99.0, 99.5)
-    assert default_thresholds("fp16").agreement_for("photos") == 99.9
-    strict = default_thresholds("int8", min_agreement=99.7)
-    assert (strict.agreement_for("photos"), strict.agreement_for("generated")) == (99.7, 99.7)
-    mixed = default_thresholds("int8", min_agreement=99.7, min_agreement_photos=98.0)
-    assert (mixed.agreement_for("photos"), mixed.agreement_for("generated")) == (98.0, 99.7)
+    # raw agreement: int8 asks 99.5 of labelled sets and only a floor of unlabelled ones (photos)
+    assert (int8.agreement_for(labelled=False), int8.agreement_for(labelled=True)) == (97.0, 99.5)
+    assert default_thresholds("fp16").agreement_for(labelled=False) == 99.9
+    assert default_thresholds("fp32").min_within_delta is None  # fp32/fp16: raw agreement only
+    mixed = default_thresholds("int8", min_agreement=99.7, min_agreement_unlabelled=98.0, delta=0.1)
+    assert (mixed.agreement_for(labelled=False), mixed.agreement_for(labelled=True), mixed.delta) == (98.0, 99.7, 0.1)
+    with pytest.raises(IcnetDeployError, match="unknown threshold"):
+        default_thresholds("int8", min_agreement_photos=98.0)
 
 
-def test_photo_threshold_gates_the_photo_set(perturbed):
-    """One report, two bars: the photos are judged by the photo threshold, the scenes by the other."""
+def test_unlabelled_threshold_gates_the_photo_set(perturbed):
+    """One report, two bars: the photos (no labels) are judged by the unlabelled floor, the scenes by the other."""
     from icnet_deploy.check import check
 
-    loose = check(perturbed[0], count=1, photos=True, min_agreement=0.0, min_agreement_photos=100.0)
+    loose = check(perturbed[0], count=1, photos=True, thresholds={"min_agreement": 0.0, "min_agreement_unlabelled": 100.0})
     by_set = {c["set"]: c for c in loose.checks if c["metric"] == "pixel_agreement"}
     assert by_set["photos"]["threshold"] == 100.0 and by_set["generated"]["threshold"] == 0.0
     assert by_set["generated"]["passed"]
@@ -185,7 +191,7 @@ def test_checkpoint_is_not_an_engine(small_checkpoint):
 
 
 def test_dynamic_labels_engine_passes_without_logit_metrics(small_labels_onnx):
-    report = check(small_labels_onnx, count=1, size=(96, 160), threads=1, max_logit_error=1e-3)
+    report = check(small_labels_onnx, count=1, size=(96, 160), threads=1, thresholds={"max_logit_error": 1e-3})
     assert report.passed, report.failures
     generated = next(s for s in report.sets if s["set"] == "generated")
     assert generated["per_image"][0]["size"] == [96, 160]
@@ -198,25 +204,26 @@ def test_label_path_gate_fails_when_infers_labels_differ():
     """The gate's logic on arrays: labels from the 1/4-resolution path that differ from the full output's fail."""
     import torch
 
-    from icnet_deploy.check import LABEL_PATH_MIN_AGREEMENT, _checks, _SetStats, default_thresholds
+    from icnet_deploy.compare import LABEL_PATH_MIN_AGREEMENT, SetStats, default_thresholds, gate
     from icnet_deploy.model.icnet import upsample_logits
 
     coarse = np.random.default_rng(0).standard_normal((1, 19, 16, 32)).astype(np.float32)
     full = upsample_logits(torch.from_numpy(coarse), (64, 128)).numpy()[0]
     th = default_thresholds("fp32")
     for early, passed in ((coarse[0], True), (np.roll(coarse[0], 1, axis=0), False)):
-        stats = _SetStats("generated", 19)
+        stats = SetStats("generated", 19)
         full_labels = stats.add("scene", full, full, "logits", (64, 128), None)
         stats.add_label_path("scene", early, full_labels, "logits")
-        (gate,) = [c for c in _checks([stats.result()], th) if c["metric"] == "label_path_agreement"]
-        assert gate["passed"] is passed and gate["threshold"] == LABEL_PATH_MIN_AGREEMENT
-        assert "labels of infer's path (output 19×16×32, UpsampleArgmax " in gate["message"]
+        (entry,) = [c for c in gate([stats.result()], th) if c["metric"] == "label_path_agreement"]
+        assert entry["passed"] is passed and entry["threshold"] == LABEL_PATH_MIN_AGREEMENT
+        assert "labels of infer's path (output 19×16×32, UpsampleArgmax " in entry["message"]
 
 
 def test_near_ties_are_counted_and_agreement_beyond_them_reported():
     """Hand-made logits: 2 of 8 pixels are near ties (top two within NEAR_TIE_LOGIT) and the engine
     flips both plus one confident pixel; the beyond-ties agreement counts only the confident flip."""
-    from icnet_deploy.check import NEAR_TIE_LOGIT, _SetStats
+    from icnet_deploy.compare import SetStats
+    from icnet_deploy.metrics import NEAR_TIE_LOGIT
 
     ref = np.zeros((3, 2, 4), np.float32)
     ref[0] = 5.0  # class 0 wins everywhere by 5 logits ...
@@ -224,7 +231,7 @@ def test_near_ties_are_counted_and_agreement_beyond_them_reported():
     eng = ref.copy()
     eng[1, 0, 0] = eng[1, 0, 1] = 5.0 + NEAR_TIE_LOGIT / 2  # the engine flips the two ties
     eng[2, 1, 3] = 9.0  # and one confident pixel
-    stats = _SetStats("t", 3)
+    stats = SetStats("t", 3)
     stats.add("a", eng, ref, "logits", (2, 4), None)
     out = stats.result()
     assert out["agreement_pct"] == pytest.approx(100.0 * 5 / 8)

@@ -2,8 +2,7 @@
 
 This is the CI parity gate exercised the way CI and users run it: through the CLI, with its exit
 codes and JUnit files, on the shipped defaults (1024×2048, all of ``calib/``, the default
-thresholds and check images). About five minutes on two CPU cores, most of it the INT8 build's
-sensitivity search. Marked ``slow``; `python3 tasks.py test` (what `.ci/run` calls) runs it too.
+thresholds and check images), and broken INT8 engines that the gate must fail. Marked ``slow``; `python3 tasks.py test` (what `.ci/run` calls) runs it too.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -44,7 +44,7 @@ def fp32_engine(shipped, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def int8_engine(fp32_engine) -> Path:
-    """`icnet-deploy build-engine FP32 --int8`: shipped calib/, percentile calibration, block search."""
+    """`icnet-deploy build-engine FP32 --int8`: the default (fixed rule) on the shipped calib/."""
     if importlib.util.find_spec("icnet_deploy.build") is None:
         pytest.skip("the INT8 builder (icnet_deploy.build, `build-engine`) is not in this checkout yet")
     out = fp32_engine.with_name("icnet_int8.onnx")
@@ -72,16 +72,97 @@ def test_int8_engine_passes_the_gate(int8_engine, tmp_path):
     """The default INT8 build passes the int8 defaults, and exit code, JSON and JUnit agree."""
     code, data, output = _check(int8_engine, tmp_path / "int8.xml")
     assert data.get("precision") == "int8", output
-    assert data["thresholds"] == {"min_agreement": 99.5, "max_miou_drop": 0.5, "max_logit_error": None,
-                                  "min_agreement_photos": 99.0}
+    assert data["thresholds"] == {"min_agreement": 99.5, "min_agreement_unlabelled": 97.0, "max_miou_drop": 0.5,
+                                  "max_class_iou_drop": 2.0, "max_logit_error": None, "delta": 0.25,
+                                  "min_within_delta": 99.5, "min_within_delta_worst": 99.0}
     assert code == 0, output
     assert data["passed"] and data["failures"] == []
-    assert ET.parse(tmp_path / "int8.xml").getroot().find("testsuite").get("failures") == "0"
-    assert {c["metric"] for c in data["checks"]} >= {"pixel_agreement", "miou_drop"}
+    junit = ET.parse(tmp_path / "int8.xml").getroot().find("testsuite")
+    assert junit.get("failures") == "0"
+    assert {c["metric"] for c in data["checks"]} >= {"pixel_agreement", "agreement_within_delta",
+                                                     "worst_image_within_delta", "miou_drop", "class_iou_drop"}
     assert {s["set"] for s in data["sets"]} == {"generated", "photos"}
     gen = next(s for s in data["sets"] if s["set"] == "generated")
-    assert gen["agreement_pct"] >= 99.5 and gen["ground_truth"]["miou_drop"] <= 0.5
-    assert next(s for s in data["sets"] if s["set"] == "photos")["agreement_pct"] >= 99.0
+    assert gen["images"] == 8 and gen["agreement_pct"] >= 99.5 and gen["ground_truth"]["miou_drop"] <= 0.5
+    photos = next(s for s in data["sets"] if s["set"] == "photos")
+    assert photos["agreement_pct"] >= 97.0 and photos["agreement_within_delta_pct"] >= 99.5
+    # per image, raw and within δ, in the JSON and in the JUnit output
+    assert all(r["agreement_within_delta_pct"] >= r["agreement_pct"] for r in photos["per_image"])
+    case = next(c for c in junit.findall("testcase") if c.get("name") == "agreement_within_delta"
+                and c.get("classname") == "parity.photos")
+    assert all(f"{r['image']}: agreement" in case.find("system-out").text for r in photos["per_image"])
+    # the engine knows the CPU it was built on, and check says which one it ran on
+    assert data["engine"]["cpu"]["int8_kernel"] == data["engine"]["built_on_cpu"]["int8_kernel"]
+
+
+def _write_variant(engine: Path, out: Path, edit, note: str) -> Path:
+    """``engine`` with ``edit(graph)`` applied, under its own (valid) manifest: an engine that a
+    broken tool or a bad build could have written."""
+    import onnx
+
+    from icnet_deploy.manifest import read_manifest, write_manifest
+
+    model = onnx.load(str(engine))
+    edit(model.graph)
+    onnx.save(model, str(out))
+    manifest = read_manifest(engine)
+    manifest.details = dict(manifest.details, note=note)
+    write_manifest(out, manifest)
+    return out
+
+
+def _sabotaged(int8_engine: Path, _fp32: Path) -> Path:
+    """The classifier's bias of one class raised by 8 logits (the classifier stays fp32 in INT8 engines)."""
+    from onnx import numpy_helper
+
+    from icnet_deploy.manifest import read_manifest
+
+    classifier = next(n for n, why in read_manifest(int8_engine).details["fp32_layers"].items() if "classifier" in why)
+
+    def edit(graph):
+        conv = next(n for n in graph.node if n.name == classifier)
+        bias = next(i for i in graph.initializer if i.name == conv.input[2])
+        b = numpy_helper.to_array(bias).copy()
+        b[2] += 8.0  # building
+        bias.CopyFrom(numpy_helper.from_array(b, bias.name))
+
+    return _write_variant(int8_engine, int8_engine.with_name("sabotaged.onnx"), edit, "classifier bias +8")
+
+
+def _poisoned(int8_engine: Path, _fp32: Path) -> Path:
+    """Every activation range blown up a millionfold, as a calibration cache of ±1e38-like ranges gives."""
+    from onnx import numpy_helper
+
+    def edit(graph):
+        inits = {i.name: i for i in graph.initializer}
+        for node in graph.node:
+            if node.op_type == "QuantizeLinear" and node.input[1] in inits:
+                scale = inits[node.input[1]]
+                scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale) * np.float32(1e6), scale.name))
+
+    return _write_variant(int8_engine, int8_engine.with_name("poisoned.onnx"), edit, "activation ranges ×1e6")
+
+
+def _minmax(_int8: Path, fp32_engine: Path) -> Path:
+    """A real build, calibrated by min/max: outliers stretch every range and round the rest away."""
+    out = fp32_engine.with_name("minmax.onnx")
+    result = cli.invoke(app, ["build-engine", str(fp32_engine), "--int8", "--calib-method", "minmax", "--calib-limit", "8",
+                              "--weight-rounding", "nearest", "--no-range-learning", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.mark.parametrize("make", [_sabotaged, _poisoned, _minmax], ids=["sabotaged", "poisoned", "minmax"])
+def test_the_int8_gate_fails_broken_engines(int8_engine, fp32_engine, tmp_path, make):
+    """Agreement within δ must not let a broken INT8 engine through: exit 1, and the JSON says why."""
+    engine = make(int8_engine, fp32_engine)
+    result = cli.invoke(app, ["check", "--engine", str(engine), "--count", "2", "--json"])
+    start = result.stdout.find("{")
+    data = json.loads(result.stdout[start:]) if start >= 0 else {}
+    assert result.exit_code == 1, result.output
+    assert not data["passed"] and data["failures"]
+    failed = {c["metric"] for c in data["checks"] if not c["passed"]}
+    assert failed & {"agreement_within_delta", "worst_image_within_delta"}, data["failures"]
 
 
 @pytest.mark.parametrize("seed, card_miou", [(900000, 84.32), (1395963513, 80.63)])

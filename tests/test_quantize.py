@@ -342,6 +342,20 @@ def test_sensitivity_search_meets_its_target(tiny, granularity):
     assert set(result.fp32_nodes) == {n for n in candidates if unit(n) in kept_units}
 
 
+def test_sensitivity_search_within_delta_judges_by_the_gates_metric(tiny):
+    """With ``delta`` the search's agreement is the gate's: within δ of fp32's best class, which
+    counts every raw agreement and the near-tie flips besides."""
+    from icnet_deploy.metrics import within_delta
+
+    pre, cache, batches = tiny
+    raw = Q.sensitivity_search(pre, cache, batches, target_agreement=1.0)
+    lenient = Q.sensitivity_search(pre, cache, batches, target_agreement=1.0, delta=0.5)
+    assert lenient.agreement >= raw.agreement
+    q = Q.quantize_qdq(pre, cache)
+    want = np.mean([100.0 * within_delta(_run(pre, b)[0], Q.labels_of(_run(q, b))[0], 0.5).mean() for b in batches])
+    assert lenient.agreement == pytest.approx(want, abs=1e-6)
+
+
 def test_node_macs_counts_conv_and_matmul_work(tiny):
     pre = Q._with_shapes(tiny[0])
     macs = Q.node_macs(pre)

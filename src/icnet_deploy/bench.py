@@ -13,7 +13,8 @@
   CPU — ``environment["label_path"]`` says whether the C kernel or the numpy reference — or on
   the GPU for CUDA runners with the Triton kernel).
 * **Spread, not the best run.** p50/p90/p99, mean, std, min and max in ms; ``cv`` (std/mean) and
-  a ``noisy`` flag when it exceeds 10 %; the 1-minute load average before and after the run.
+  a ``noisy`` flag when it exceeds 10 %; the 1-minute load average before and after the run, and
+  the machine (CPU model and ISA flags, threads, versions: ``machine.describe_machine``).
   Throughput is images/s from the *mean* latency (batch · 1000 / mean ms).
 * **Memory, each engine in a fresh process.** A process's peak RSS only ever grows, so engines
   measured in one process would hide each other. ``measure_memory`` starts
@@ -242,16 +243,15 @@ class BenchReport:
         raise KeyError(name)
 
 
-def _environment() -> dict[str, Any]:
+def _environment(device: str) -> dict[str, Any]:
     import platform
 
-    from .manifest import library_versions
+    from .machine import describe_machine
 
     from .plugins import label_path
 
-    env = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-           "versions": library_versions("torch", "onnxruntime", "onnxruntime-gpu", "tensorrt"),
-           "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "label_path": label_path()}
+    env = describe_machine(device) | {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                      "label_path": label_path()}
     try:
         env["loadavg_before"] = os.getloadavg()[0]
     except OSError:
@@ -314,7 +314,7 @@ def bench(
     # engines are named by their file (two fp32 ONNX files would otherwise both be "onnx-fp32")
     names = _unique_names([s if s.startswith(EAGER) else Path(s).name for s in specs])
     size = tuple(size) if size else _default_size(runners)  # type: ignore[assignment]
-    env = _environment()
+    env = _environment(device)
     if threads and "threads" in env["label_path"]:  # the C kernel runs on the engines' thread count
         env["label_path"]["threads"] = threads
 

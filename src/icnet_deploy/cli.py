@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .build import DEFAULT_TARGET_AGREEMENT as _DEFAULT_TARGET_AGREEMENT
+from .check import HELDOUT_COUNT as _HELDOUT_COUNT
 from .range_learning import RANGE_LEARNING_ITERATIONS as _RANGE_ITERATIONS
 from .errors import DataError, IcnetDeployError, ParityError
 
@@ -132,11 +133,12 @@ def info(
 
     Example: `icnet-deploy info --size 1025x2049`
     """
+    from .machine import cpu_identity, describe_cpu
     from .model.summary import model_summary
     from .plugins import cuda_available, label_path, label_path_text
 
     h, w = parse_size(size)
-    summary = model_summary(_load_model_quietly(checkpoint, config), h, w)
+    summary = model_summary(_load_model_quietly(checkpoint, config), h, w) | {"cpu": cpu_identity()}
     cuda, why_not = cuda_available()
     summary["label_path"] = {"cpu": label_path(), "cuda": "UpsampleArgmax Triton kernel" if cuda else f"none: {why_not}"}
     if as_json:
@@ -160,6 +162,7 @@ def info(
     prov.pop("class_weights", None)  # 19 numbers; in --json
     if prov:
         table.add_row("provenance", json.dumps(prov)[:300])
+    table.add_row("this CPU", f"{describe_cpu(summary['cpu'])}; {', '.join(summary['cpu']['isa']) or 'no SIMD flags read'}")
     table.add_row("label path (CPU)", label_path_text(summary["label_path"]["cpu"]))
     table.add_row("label path (CUDA)", summary["label_path"]["cuda"])
     console.print(table)
@@ -325,33 +328,42 @@ def adjust_logits(
 def evaluate(
     data: Path = typer.Option(..., help="Dataset root (Cityscapes layout, real or synthetic)."),
     split: str = typer.Option("val", help="Split to evaluate."),
-    checkpoint: Optional[Path] = typer.Option(None, help="Weights; default: the shipped checkpoint."),
+    engine: Optional[str] = typer.Option(None, "--engine", "-e", help="Engine to score (.onnx fp32/fp16/int8, .engine, .torch) or `eager`; default: eager PyTorch on --checkpoint."),
+    checkpoint: Optional[Path] = typer.Option(None, help="Eager weights; default: the shipped checkpoint."),
     limit: Optional[int] = typer.Option(None, min=1, help="Evaluate only the first N images."),
+    device: str = typer.Option("cpu", help="cpu or cuda[:N]."),
+    provider: Optional[str] = typer.Option(None, help="ONNX Runtime provider: cpu, cuda or tensorrt."),
+    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
 ) -> None:
-    """mIoU, per-class IoU and pixel accuracy (official protocol: ignored pixels excluded).
+    """mIoU, per-class IoU and pixel accuracy of eager or any engine (official protocol: ignored pixels excluded).
 
-    Example: `icnet-deploy synth --out val --count 12 --seed 900000 && icnet-deploy evaluate --data val --json`
+    Example: `icnet-deploy synth --out val --count 12 --seed 900000 && icnet-deploy evaluate --data val --engine build/icnet_int8.onnx --json`
     """
-    from .backends.torch_eager import TorchRunner
+    from .backends.loader import load
     from .data.folders import CityscapesDataset
     from .data.labels import CLASS_NAMES
     from .evaluate import evaluate_predictions
     from .infer import predict
 
-    model = _load_model_quietly(checkpoint)
+    if engine is not None and checkpoint is not None:
+        raise IcnetDeployError("give --engine or --checkpoint, not both (an engine's manifest names its checkpoint)")
     dataset = CityscapesDataset(data, split)
     n = len(dataset) if limit is None else min(limit, len(dataset))
-
-    # Through the Runner and infer.predict: the same preprocessing and label path as every engine.
-    with TorchRunner(model=model) as runner, _progress() as bar:
+    # Through the Runner and infer.predict: the same preprocessing and label path as infer.
+    runner = load(engine if engine is not None else checkpoint, device=device, provider=provider, threads=threads)
+    with _ConsoleWarnings(), runner, _progress() as bar:
         task = bar.add_task("evaluate", total=n, status="")
         scores = evaluate_predictions(lambda image: predict(runner, [image])[0], (dataset[i] for i in range(n)),
-                                      model.config.num_classes, progress=lambda k: bar.advance(task, k))
-    result = scores.to_dict() | {"images": n, "checkpoint": model.checkpoint_info.get("path")}
+                                      runner.num_classes, progress=lambda k: bar.advance(task, k))
+        described = runner.describe()
+        weights = (runner.manifest.checkpoint_path if runner.manifest is not None
+                   else getattr(runner, "checkpoint_info", {}).get("path"))
+    result = scores.to_dict() | {"images": n, "engine": described, "checkpoint": weights}
     if as_json:
         emit_json(result)
-    table = Table(title=f"mIoU {scores.miou:.2f}%  ·  pixel accuracy {scores.pixel_accuracy:.2f}%  ·  {n} images")
+    table = Table(title=f"{escape(str(engine or checkpoint or 'eager'))}: mIoU {scores.miou:.2f}%  ·  pixel accuracy "
+                        f"{scores.pixel_accuracy:.2f}%  ·  {n} images")
     table.add_column("class")
     table.add_column("IoU %", justify="right")
     for name in CLASS_NAMES:
@@ -555,6 +567,7 @@ def bench_cmd(
     end_to_end: bool = typer.Option(True, "--e2e/--no-e2e", help="Also time pre/post-processing (end to end)."),
     parity: bool = typer.Option(False, "--parity", help="Also run `check` on each engine and add its verdict."),
     baseline: Optional[str] = typer.Option(None, "--baseline", "-b", help="Also give every engine's speed-up and memory against this one (one of the --engine files, or eager), from the same interleaved rounds."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Also write a self-contained HTML report here: latency distributions, speed-up and memory bars, the machine (needs the [report] extra)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
 ) -> None:
     """Latency p50/p90/p99, throughput and peak memory of engines next to eager PyTorch, interleaved.
@@ -563,6 +576,10 @@ def bench_cmd(
     """
     from .bench import bench as run_bench
 
+    if html:
+        from .report import require_matplotlib
+
+        require_matplotlib()  # before the slow part
     if "auto" in engine:
         engine = [_auto_engine(engines_dir, device, provider, threads) if e == "auto" else e for e in engine]
     with _ConsoleWarnings(), _progress() as bar:
@@ -587,8 +604,15 @@ def bench_cmd(
                 worst = min(rep.sets, key=lambda s: s["agreement_pct"])
                 drops = [s["ground_truth"]["miou_drop"] for s in rep.sets if "ground_truth" in s]
                 e["parity"] = {"passed": rep.passed, "agreement_pct": worst["agreement_pct"],
+                               "agreement_within_delta_pct": min(s["agreement_within_delta_pct"] for s in rep.sets),
+                               "delta_logit": rep.thresholds["delta"],
                                "miou_drop": max(drops) if drops else None, "failures": rep.failures}
     console.print(_bench_table(result))
+    if html:
+        from .report import bench_html, write_html
+
+        write_html(html, bench_html(result))
+        console.print(f"HTML report: {html}", highlight=False)
     if as_json:
         emit_json(result)
 
@@ -649,8 +673,10 @@ def _bench_table(result: dict) -> Table:
             p = e.get("parity")
             row.append("baseline" if p is None else "n/a" if "error" in p else (
                 ("[green]pass[/]" if p["passed"] else "[bold red]FAIL[/]") + f" {p['agreement_pct']:.3f}%"
+                + (f" (within δ {p['agreement_within_delta_pct']:.3f}%)" if "agreement_within_delta_pct" in p else "")
                 + (f", mIoU drop {p['miou_drop']:.2f}".replace("-0.00", "0.00") if p["miou_drop"] is not None else "")))
         table.add_row(*row)
+
     env = result["environment"]
     load = f"load avg {env.get('loadavg_before', float('nan')):.2f} → {env.get('loadavg_after', float('nan')):.2f}"
     table.caption = ("speed-up = eager p50 / engine p50 (compute / end-to-end), in brackets the interquartile range "
@@ -659,9 +685,10 @@ def _bench_table(result: dict) -> Table:
                      "end-to-end path, measured first), memory vs eager likewise (full / labels); "
                      + (f"vs {escape(base)}: the same speed-up against that engine (memory ratios in --json); " if base else "") +
                      f"{load} on {env.get('cpus')} CPUs"
+                     + (f"; {escape(str(env['cpu']))} (int8 kernel {env.get('int8_kernel')})" if env.get("cpu") else "")
+                     + (f"; [yellow]noisy (std > 10% of mean): {', '.join(noisy)}[/]" if noisy else "")
                      + (f"\nlabel path (logits → labels on the CPU): {escape(label_path_text(env['label_path']))}"
                         if env.get("label_path") else "")
-                     + (f"; [yellow]noisy (std > 10% of mean): {', '.join(noisy)}[/]" if noisy else "")
                      + "".join(f"\n{escape(e['name'])}: {escape(e['note'])}" for e in result["engines"] if e.get("note")))
     return table
 
@@ -674,40 +701,61 @@ def check_cmd(
     labels: Optional[Path] = typer.Option(None, help="Ground truth for --images: NAME_labelTrainIds.png or NAME_gtFine_labelIds.png, same tree."),
     data: Optional[Path] = typer.Option(None, help="Cityscapes-layout dataset root (leftImg8bit/ + gtFine/)."),
     split: str = typer.Option("val", help="Split of --data."),
-    count: int = typer.Option(4, min=0, help="Generated held-out scenes (seeds 950000+), with exact labels."),
+    count: int = typer.Option(_HELDOUT_COUNT, min=0, help="Generated held-out scenes (seeds 950000+), with exact labels."),
     size: Optional[str] = typer.Option(None, help="Scene size HxW for dynamic engines (default 512x1024)."),
     photos: bool = typer.Option(True, "--photos/--no-photos", help="Include the shipped real photographs."),
     checkpoint: Optional[Path] = typer.Option(None, help="Eager reference weights (sha256 must match the engine's manifest)."),
-    min_agreement: Optional[float] = typer.Option(None, help="Minimum pixel agreement %, per image set (default by precision: fp32 99.99, fp16 99.9, int8 99.5)."),
-    min_agreement_photos: Optional[float] = typer.Option(None, help="Minimum pixel agreement % on the real photographs (default: int8 99.0, else as --min-agreement)."),
-    max_miou_drop: Optional[float] = typer.Option(None, help="Maximum mIoU drop vs eager, points (default: int8 0.5)."),
+    min_agreement: Optional[float] = typer.Option(None, help="Minimum raw pixel agreement %, pooled per set (default: fp32 99.99, fp16 99.9 on every set; int8 99.5 on labelled sets)."),
+    min_agreement_unlabelled: Optional[float] = typer.Option(None, help="Minimum raw pixel agreement % on sets without labels, e.g. the photographs (default: int8 97, else as --min-agreement)."),
+    delta: Optional[float] = typer.Option(None, min=0, help="Logit tolerance of 'agreement within δ': the engine's class scored by eager within δ of eager's best (default 0.25)."),
+    min_within_delta: Optional[float] = typer.Option(None, help="Minimum agreement within δ %, pooled per set (default: int8 99.5; fp32/fp16 not gated)."),
+    min_within_delta_worst: Optional[float] = typer.Option(None, help="Minimum agreement within δ % on each set's worst image (default: int8 99.0)."),
+    max_miou_drop: Optional[float] = typer.Option(None, help="Maximum mIoU drop vs eager on labelled sets, points (default: int8 0.5)."),
+    max_class_iou_drop: Optional[float] = typer.Option(None, help="Maximum IoU drop of any one class vs eager on labelled sets, points (default: int8 2)."),
     max_logit_error: Optional[float] = typer.Option(None, help="Maximum |Δlogit| vs eager (default: not gated)."),
     layerwise: bool = typer.Option(False, "--layerwise", help="ONNX: find the first layer that diverges from the fp32 parent."),
     int8_breakdown: bool = typer.Option(False, "--int8-breakdown", help="INT8 ONNX: split the disagreement with the fp32 parent into weight rounding, range clipping and activation rounding (ONNX Runtime CPU, same images)."),
     reference: Optional[Path] = typer.Option(None, help="fp32 parent ONNX for --layerwise / --int8-breakdown (default: found by the manifest's parent_sha256)."),
     layer_tolerance: Optional[float] = typer.Option(None, help="--layerwise tolerance on mean|Δ|/mean|ref| (default by precision)."),
     junit: Optional[Path] = typer.Option(None, help="Write a JUnit XML report here (one test case per metric and image set)."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained HTML report here: checks, per-set/image/class metrics, the least-agreeing images with their disagreement maps (needs the [report] extra)."),
     device: str = typer.Option("cpu", help="cpu or cuda[:N]."),
     provider: Optional[str] = typer.Option(None, help="ONNX Runtime provider: cpu, cuda or tensorrt."),
     threads: Optional[int] = typer.Option(None, min=1, help="CPU threads."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
 ) -> None:
-    """CI parity gate: engine vs its eager checkpoint — agreement, mIoU, |Δlogit|. Exit 0 pass, 1 fail, 2 error.
+    """CI parity gate: engine vs its eager checkpoint — agreement (raw and within δ logit), mIoU, |Δlogit|. Exit 0 pass, 1 fail, 2 error.
+
+    The gate by the engine's precision: fp32 and fp16 by raw agreement; INT8 by agreement within
+    δ=0.25 logit (≥ 99.5% per set, ≥ 99% on the worst image), and on labelled sets raw agreement,
+    mIoU drop and per-class IoU drop, with a raw floor on unlabelled sets (photos).
 
     Example: `icnet-deploy check --engine build/icnet_int8.onnx --junit reports/parity.xml`
 
     Where INT8 loses its pixels: `icnet-deploy check --engine build/icnet_int8.onnx --int8-breakdown`
+
+    A page to look at: `icnet-deploy check --engine build/icnet_int8.onnx --html reports/parity.html`
     """
     from .check import check as run_check, write_junit
+
+    keeper = None
+    if html:
+        from .report import WorstImages, require_matplotlib
+
+        require_matplotlib()  # before the slow part
+        keeper = WorstImages()
 
     with _ConsoleWarnings(), console.status("checking") as status:
         report = run_check(
             engine, checkpoint=checkpoint, images_dir=images, labels_dir=labels, data_dir=data, split=split, count=count,
-            size=parse_size(size) if size else None, photos=photos, min_agreement=min_agreement,
-            min_agreement_photos=min_agreement_photos,
-            max_miou_drop=max_miou_drop, max_logit_error=max_logit_error, device=device, provider=provider,
+            size=parse_size(size) if size else None, photos=photos,
+            thresholds={"min_agreement": min_agreement, "min_agreement_unlabelled": min_agreement_unlabelled,
+                        "delta": delta, "min_within_delta": min_within_delta,
+                        "min_within_delta_worst": min_within_delta_worst, "max_miou_drop": max_miou_drop,
+                        "max_class_iou_drop": max_class_iou_drop, "max_logit_error": max_logit_error},
+            device=device, provider=provider,
             threads=threads, layerwise=layerwise, reference=reference, layerwise_tolerance=layer_tolerance,
-            int8_breakdown=int8_breakdown, progress=lambda msg: status.update(escape(msg)),
+            int8_breakdown=int8_breakdown, progress=lambda msg: status.update(escape(msg)), observe=keeper,
         )
     result = report.to_dict()
     console.print(_check_table(result, str(engine)))
@@ -718,6 +766,11 @@ def check_cmd(
     if junit:
         write_junit(report, junit)
         console.print(f"JUnit report: {junit}", highlight=False)
+    if html and keeper is not None:
+        from .report import check_html, write_html
+
+        write_html(html, check_html(result, keeper.result()))
+        console.print(f"HTML report: {html}", highlight=False)
     if (not report.passed and report.precision == "int8" and not report.int8_breakdown
             and report.engine.get("backend") == "onnxruntime"):
         console.print("hint: --int8-breakdown shows how much of it is weight rounding, range clipping and "
@@ -729,23 +782,26 @@ def check_cmd(
 
 
 def _check_table(result: dict, engine: str) -> Table:
-    from .check import NEAR_TIE_LOGIT
+    from .metrics import NEAR_TIE_LOGIT
 
     verdict = "[green]PASSED[/]" if result["passed"] else "[bold red]FAILED[/]"
     e = result["engine"]
+    th = result["thresholds"]
+    delta = th["delta"]
     table = Table(title=f"check {engine} ({e.get('precision')}, {e.get('provider')}) vs eager fp32 — {verdict}")
-    for c in ("image set", "images", "agreement %", "worst image %", "near ties % (agreement beyond)",
-              "mIoU vs eager", "max |Δlogit|", "mIoU eager → engine", "Δ mIoU"):
+    for c in ("image set", "images", "agreement %", "worst image %", f"within δ={delta:g} %", "worst within δ %",
+              "near ties % (agreement beyond)", "max |Δlogit|", "mIoU eager → engine", "Δ mIoU"):
         table.add_column(c, justify="left" if c == "image set" else "right")
     for s in result["sets"]:
         gt = s.get("ground_truth")
         table.add_row(
             s["set"], str(s["images"]), f"{s['agreement_pct']:.4f}", f"{s['worst_image']['agreement_pct']:.4f}",
+            f"{s['agreement_within_delta_pct']:.4f}", f"{s['worst_image_within_delta']['agreement_within_delta_pct']:.4f}",
             f"{s['near_tie_pct']:.2f} ({s['agreement_beyond_ties_pct']:.4f})",
-            f"{s['miou_vs_eager']:.2f}", f"{s['max_abs_logit_error']:.3g}" if "max_abs_logit_error" in s else "—",
-            f"{gt['eager_miou']:.2f} → {gt['engine_miou']:.2f}" if gt else "—", f"{0.0 - gt['miou_drop']:+.3f}".replace("-0.000", "+0.000") if gt else "—",
+            f"{s['max_abs_logit_error']:.3g}" if "max_abs_logit_error" in s else "—",
+            f"{gt['reference_miou']:.2f} → {gt['engine_miou']:.2f}" if gt else "—",
+            f"{0.0 - gt['miou_drop']:+.3f}".replace("-0.000", "+0.000") if gt else "—",
         )
-    th = result["thresholds"]
     lines = [("[green]✓[/] " if c["passed"] else "[bold red]✗[/] ") + escape(c["message"]) for c in result["checks"]]
     worst_classes = []
     for s in result["sets"]:
@@ -756,14 +812,16 @@ def _check_table(result: dict, engine: str) -> Table:
     extra = ""
     if worst_classes:
         extra = "\nlargest per-class IoU drops: " + ", ".join(f"{n} ({st}) {d:+.2f}" for d, st, n in worst_classes[:3])
-    photos_th = th.get("min_agreement_photos")
-    table.caption = (f"thresholds: agreement ≥ {th['min_agreement']}%"
-                     + (f" (photos ≥ {photos_th}%)" if photos_th is not None else "")
-                     + (f", mIoU drop ≤ {th['max_miou_drop']}" if th["max_miou_drop"] is not None else "")
-                     + (f", max |Δlogit| ≤ {th['max_logit_error']}" if th["max_logit_error"] is not None else "")
-                     + f"\nnear ties (not gated): pixels whose two best eager logits are within "
-                     f"{NEAR_TIE_LOGIT:g}; any rounding may flip them; in brackets the agreement on the other pixels"
-                     + "\n" + "\n".join(lines) + extra)
+    env = result.get("environment") or {}
+    cpu_line = ""
+    if env.get("cpu"):
+        from .machine import describe_cpu
+
+        cpu_line = f"ran on {env['cpu']} (int8 kernel {env.get('int8_kernel')})" + (
+            f"; built on {describe_cpu(e['built_on_cpu'])}" if e.get("built_on_cpu") else "") + "\n"
+    table.caption = (cpu_line + f"within δ: the engine's class scored by eager within {delta:g} logit of eager's best; near ties "
+                     f"(not gated): pixels whose two best eager logits are within {NEAR_TIE_LOGIT:g}, in brackets the "
+                     "agreement on the other pixels\n" + "\n".join(lines) + extra)
     return table
 
 
@@ -808,6 +866,27 @@ def _breakdown_table(bd: dict) -> Table:
     return table
 
 
+@app.command("report")
+@_cli_errors
+def report_cmd(
+    results: list[Path] = typer.Argument(..., help="Saved `check --json` / `bench --json` outputs, in the order to show them."),
+    output: Path = typer.Option(..., "--output", "-o", help="HTML file to write."),
+    title: Optional[str] = typer.Option(None, help="Page title (default: from the results)."),
+) -> None:
+    """One self-contained HTML page from saved check and bench results (CI can render after the fact).
+
+    Example: `icnet-deploy check -e build/icnet_int8.onnx --json > check.json; icnet-deploy bench -e build/icnet_int8.onnx --json > bench.json; icnet-deploy report check.json bench.json -o report.html`
+
+    The least-agreeing images are drawn by `check --html` only: a --json result holds numbers, not pixels.
+    """
+    from .report import read_results, require_matplotlib, results_html, write_html
+
+    require_matplotlib()
+    page = results_html(read_results(results), title=title)
+    write_html(output, page)
+    console.print(f"HTML report: {output}", highlight=False)
+
+
 @app.command("build-engine")
 @_cli_errors
 def build_engine_cmd(
@@ -827,8 +906,8 @@ def build_engine_cmd(
     calib_limit: Optional[int] = typer.Option(None, min=1, help="Use only the first N calibration images."),
     backend: str = typer.Option("onnxruntime", help="onnxruntime | tensorrt | torch (torch.compile: Inductor, CUDA graphs)."),
     target: Optional[str] = typer.Option(None, help="INT8 flavour: cpu (uint8 activations) | tensorrt (int8, zero point 0); default by backend."),
-    target_agreement: float = typer.Option(_DEFAULT_TARGET_AGREEMENT, help="INT8: keep the fewest layers fp32 that reach this pixel agreement with fp32 on calibration images (% or fraction; measured per layer: minutes at 1024×2048)."),
-    fixed_rule: bool = typer.Option(False, "--fixed-rule", help="INT8: skip the search; keep the first convs, classifier and final resize fp32 (fast build)."),
+    search: bool = typer.Option(False, "--search/--fixed-rule", help="INT8: search the fewest blocks to keep fp32 for --target-agreement (minutes per block at 1024×2048), instead of the fixed rule (default: the convs that read the image, the classifier and the final resize fp32; the fast engine)."),
+    target_agreement: float = typer.Option(_DEFAULT_TARGET_AGREEMENT, help="INT8 --search: agreement within δ=0.25 logit with fp32 to reach on calibration images (% or fraction)."),
     fp32_layer: Optional[list[str]] = typer.Option(None, "--fp32-layer", help="Keep this node in fp32 (repeatable); replaces the default rule."),
     weight_rounding: str = typer.Option("gptq", help="INT8 weight rounding: gptq (round each conv so its output moves least, on 8 calibration images; ~0.7 s per conv at 1024×2048) | nearest."),
     bias_correction: Optional[bool] = typer.Option(None, "--bias-correction/--no-bias-correction", help="INT8: remove the mean output shift each quantized conv adds (8 calibration images, a few seconds). Default: on with --weight-rounding nearest, off with gptq (which fits the biases itself)."),
@@ -842,7 +921,7 @@ def build_engine_cmd(
     """Build an FP16 or calibrated INT8 engine (ONNX Runtime or TensorRT) from an fp32 export.
 
     Example: `icnet-deploy build-engine build/icnet.onnx --int8 --calib calib/ -o build/icnet_int8.onnx`;
-    `icnet-deploy build-engine build/icnet.onnx --int8 --fixed-rule -o build/icnet_int8_fast.onnx` (no search);
+    `icnet-deploy build-engine build/icnet.onnx --int8 --search -o build/icnet_int8_search.onnx` (keeps more blocks fp32, slower build and engine);
     `icnet-deploy build-engine build/icnet.onnx --fp16 --backend tensorrt -o build/icnet_fp16.engine`;
     `icnet-deploy build-engine models/icnet_r50_half_synthetic.safetensors --backend torch --fp16 -o build/icnet_fp16.torch`
     """
@@ -871,18 +950,25 @@ def build_engine_cmd(
         manifest = build_engine(
             model, output, precision="fp16" if fp16 else "int8", backend=backend, target=target, calib=calib,
             calib_method=calib_method, calib_cache=calib_cache, calib_limit=calib_limit, tail_cap=tail_cap,
-            target_agreement=None if fixed_rule else target_agreement, fp32_layers=fp32_layer or None,
+            target_agreement=target_agreement if search else None, fp32_layers=fp32_layer or None,
             weight_rounding=weight_rounding, bias_correction=bias_correction, range_learning=range_learning,
             range_iterations=range_iterations, threads=threads, workspace_mib=workspace_mib, timing_cache=timing_cache,
             progress=progress,
         )
     d = manifest.details
-    table = Table(title=f"{output} · {manifest.precision} · {d['backend']} (target {manifest.target})")
-    for col in ("held-out set", "agreement %", "worst image %", "mIoU fp32 → engine"):
+    parity = d["parity"]
+    verdict = "[green]passes[/]" if parity["passed"] else "[bold red]fails[/]"
+    table = Table(title=f"{output} · {manifest.precision} · {d['backend']} (target {manifest.target}) — {verdict} "
+                        "check's gate against the fp32 export")
+    for col in ("held-out set", "agreement %", "worst image %", f"within δ={parity['thresholds']['delta']:g} %",
+                "worst within δ %", "mIoU fp32 → engine"):
         table.add_column(col, justify="left" if col == "held-out set" else "right")
-    for name, s in d["parity"]["sets"].items():
-        miou = f"{s['fp32_miou']:.2f} → {s['engine_miou']:.2f}" if "fp32_miou" in s else "—"
-        table.add_row(name, f"{s['agreement_pct']:.3f}", f"{s['worst_image_pct']:.3f}", miou)
+    for s in parity["sets"]:
+        gt = s.get("ground_truth")
+        table.add_row(s["set"], f"{s['agreement_pct']:.3f}", f"{s['worst_image']['agreement_pct']:.3f}",
+                      f"{s['agreement_within_delta_pct']:.3f}",
+                      f"{s['worst_image_within_delta']['agreement_within_delta_pct']:.3f}",
+                      f"{gt['reference_miou']:.2f} → {gt['engine_miou']:.2f}" if gt else "—")
     console.print(table)
     if "calibration" in d:
         c = d["calibration"]
@@ -922,17 +1008,12 @@ def build_engine_cmd(
     if bc:
         console.print(f"bias correction: {bc['convs']} convs, largest mean shift removed {bc['max_abs_shift']:.4f} "
                       f"({bc['images']} calibration images, {bc['seconds']} s)", highlight=False)
-    from .check import default_thresholds
-
-    gate = default_thresholds(manifest.precision)  # check's default agreement thresholds, per set
-    low = [f"{k} (< {gate.agreement_for(k)}%)" for k, s in d["parity"]["sets"].items()
-           if s["agreement_pct"] < gate.agreement_for(k)]
-    if low:
-        hint = (" (leave out --fixed-rule: the search keeps the most sensitive blocks in fp32)"
-                if d.get("fp32_rule") == "fixed rule" else
-                " (raise --target-agreement: the search judged on calibration images)" if d.get("fp32_rule") == "sensitivity search"
-                else "")
-        console.print(f"[yellow]warning:[/] agreement with fp32 is below the gate on {', '.join(low)}; "
+    if not parity["passed"]:
+        hint = (" (--search keeps the most sensitive blocks in fp32)" if d.get("fp32_rule") == "fixed rule" else
+                " (raise --target-agreement: the search judged on calibration images)"
+                if d.get("fp32_rule") == "sensitivity search" else "")
+        failed = "; ".join(c["message"] for c in parity["checks"] if not c["passed"])
+        console.print(f"[yellow]warning:[/] below check's gate on the held-out images ({escape(failed)}); "
                       f"`icnet-deploy check` will fail this engine{hint}", highlight=False)
     if manifest.precision == "fp16" and d["backend"] == "onnxruntime":
         console.print("note: ONNX Runtime CPU has no fp16 kernels: this engine checks fp16 accuracy on CPU, it is "

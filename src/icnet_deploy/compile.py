@@ -33,7 +33,6 @@ from .backends.torch_compiled import (
 from .errors import ArtifactError, BackendUnavailable, IcnetDeployError, ModelError, ParityError
 from .fileio import atomic_path
 from .manifest import Manifest, library_versions, manifest_path, write_manifest
-from .upsample import argmax_classes
 
 __all__ = [
     "compile_engine",
@@ -152,24 +151,25 @@ def _check_output(output: Path) -> None:
 
 
 def _parity(runner: Any, reference: Any, batches: list[np.ndarray], min_agreement: float) -> dict[str, Any]:
-    """Engine vs eager fp32 on the same batches: worst-image agreement, max/mean |Δlogit|."""
-    from .metrics import logit_error, pixel_agreement
+    """Engine vs eager fp32 on the same batches (``compare.SetStats``): worst-image agreement (raw,
+    gated, and within δ logit), max/mean |Δlogit|."""
+    from .compare import SetStats
 
-    worst, max_err, mean_errs, peak = 100.0, 0.0, [], 0.0
+    stats, peak = SetStats("verification", runner.num_classes), 0.0
     for x in batches:
         got, ref = runner.infer(x), reference.infer(x)
+        peak = max(peak, float(np.abs(ref).max()))
         for i in range(x.shape[0]):
-            worst = min(worst, 100.0 * pixel_agreement(argmax_classes(got[i]), argmax_classes(ref[i])))
-        high, mean = logit_error(got, ref)
-        max_err, peak = max(max_err, high), max(peak, float(np.abs(ref).max()))
-        mean_errs.append(mean)
-    report = {
+            stats.add(f"image-{len(stats.images)}", got[i], ref[i], "logits", tuple(x.shape[-2:]), None)
+    s = stats.result()
+    worst = s["worst_image"]["agreement_pct"]
+    return {
         "reference": "eager fp32", "agreement_pct": round(worst, 4), "min_agreement_pct": min_agreement,
-        "max_abs_logit_error": max_err, "mean_abs_logit_error": float(np.mean(mean_errs)), "peak_abs_logit": peak,
-        "images": sum(x.shape[0] for x in batches),
+        "agreement_within_delta_pct": round(s["worst_image_within_delta"]["agreement_within_delta_pct"], 4),
+        "delta_logit": s["delta_logit"], "max_abs_logit_error": s["max_abs_logit_error"],
+        "mean_abs_logit_error": s["mean_abs_logit_error"], "peak_abs_logit": peak, "images": s["images"],
+        "passed": worst >= min_agreement,
     }
-    report["passed"] = worst >= min_agreement
-    return report
 
 
 def _verification_batches(count: int, batch: int, height: int, width: int, mean: Sequence[float],
@@ -399,19 +399,18 @@ def select_engine(
     machine slows them all alike. Raises ``IcnetDeployError`` when no candidate qualifies.
     """
     from .backends.loader import eager_reference
-    from .check import default_thresholds
-    from .metrics import logit_error, pixel_agreement
+    from .compare import SetStats, default_thresholds, gate
 
     say = progress or (lambda _msg: None)
     if not candidates:
         raise IcnetDeployError("select_engine: no candidate engines given")
 
-    def threshold(precision: str | None) -> float:
-        if isinstance(min_agreement, (int, float)):
-            return float(min_agreement)
-        if isinstance(min_agreement, dict) and precision in min_agreement:
-            return float(min_agreement[precision])
-        return default_thresholds(precision or "fp32").min_agreement
+    def thresholds(precision: str | None) -> Any:
+        """check's gate for the precision, without labels; an explicit ``min_agreement`` replaces its
+        raw agreement bars."""
+        given = min_agreement.get(precision) if isinstance(min_agreement, dict) else min_agreement
+        raw = None if given is None else float(given)
+        return default_thresholds(precision or "fp32", min_agreement=raw, min_agreement_unlabelled=raw)
 
     results: list[Candidate] = []
     runners: dict[int, Any] = {}
@@ -470,21 +469,21 @@ def select_engine(
             # batches of the engine's size, wrapping around the images
             feeds[i] = [np.concatenate([stack[(s + k) % len(stack)][None] for k in range(n)])
                         for s in range(0, len(stack), n)]
-            worst, max_err = 100.0, 0.0
+            stats = SetStats("verification", runner.num_classes)
             say(f"parity of {cand.name}")
             for s, x in zip(range(0, len(stack), n), feeds[i]):
                 out = runner.infer(x)
                 for k in range(min(n, len(stack) - s)):
-                    ref = expected[s + k]
-                    labels = argmax_classes(out[k]) if runner.output_kind == "logits" else out[k]
-                    worst = min(worst, 100.0 * pixel_agreement(labels, argmax_classes(ref)))
-                    if runner.output_kind == "logits":
-                        max_err = max(max_err, logit_error(out[k], ref)[0])
-            cand.agreement_pct, cand.max_abs_logit_error = round(worst, 4), max_err
-            cand.min_agreement_pct = threshold(cand.precision)
-            cand.passed = worst >= cand.min_agreement_pct
-            if not cand.passed:
-                cand.note = f"parity: agreement {worst:.4f}% < {cand.min_agreement_pct}%"
+                    stats.add(f"image-{s + k}", out[k], expected[s + k], runner.output_kind, hw, None)
+            record = stats.result()
+            cand.agreement_pct = round(record["worst_image"]["agreement_pct"], 4)
+            cand.max_abs_logit_error = record.get("max_abs_logit_error", 0.0)
+            gate_th = thresholds(cand.precision)
+            cand.min_agreement_pct = gate_th.agreement_for(labelled=False)
+            failed = [c["message"] for c in gate([record], gate_th) if not c["passed"]]
+            cand.passed = not failed
+            if failed:
+                cand.note = "parity: " + "; ".join(failed)
 
         timed = [i for i in feeds if results[i].passed]
         samples: dict[int, list[float]] = {i: [] for i in timed}

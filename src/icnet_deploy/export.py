@@ -63,6 +63,7 @@ import numpy as np
 from .errors import IcnetDeployError, ModelError, ParityError
 from .fileio import atomic_path
 from .manifest import ONNX_METADATA_KEY, Manifest, library_versions, manifest_path, write_manifest
+from .metrics import within_delta
 from .upsample import labels_of
 
 __all__ = [
@@ -95,12 +96,13 @@ Progress = Callable[[str], None]
 class ParityReport:
     """ONNX Runtime vs eager PyTorch on the same inputs (what ``export_parity`` records)."""
 
-    images: list[dict]  # per image and size: name, kind, size, max/mean |Δlogit|, agreement %
+    images: list[dict]  # per image and size: name, kind, size, max/mean |Δlogit|, agreement % (raw and within δ)
     max_abs_logit_error: float
     mean_abs_logit_error: float
     peak_abs_logit: float  # max |eager logit|: the scale the logit bound adapts to
     agreement_pct: float  # worst single image
     pooled_agreement_pct: float  # all pixels of all images together
+    pooled_within_delta_pct: float  # the same, within metrics.DEFAULT_DELTA logit (reported, not gated: fp32)
     min_agreement_pct: float  # thresholds
     max_logit_error: float
     logit_error_bound: float  # the bound actually applied (see the module docstring)
@@ -245,7 +247,7 @@ def verify_onnx(
     rows: list[dict] = []
     max_err = peak = 0.0
     err_sum = 0.0
-    agree_pixels = total_pixels = 0
+    agree_pixels = within_pixels = total_pixels = 0
     for h, w in sizes:
         inputs = verification_images(images, h, w)
         for group in _batches(inputs, batch):
@@ -267,12 +269,14 @@ def verify_onnx(
             for k, (name, kind, _) in enumerate(group):
                 diff = np.abs(got_logits[k].astype(np.float32) - ref[k])
                 agree = int((got_labels[k].astype(np.int64) == ref_labels[k]).sum())
+                within = int(within_delta(ref[k], got_labels[k]).sum())
                 pixels = ref_labels[k].size
                 rows.append({
                     "image": name, "kind": kind, "size": [h, w],
                     "max_abs_logit_error": float(diff.max()), "mean_abs_logit_error": float(diff.mean()),
-                    "agreement_pct": 100.0 * agree / pixels,
+                    "agreement_pct": 100.0 * agree / pixels, "agreement_within_delta_pct": 100.0 * within / pixels,
                 })
+                within_pixels += within
                 max_err = max(max_err, float(diff.max()))
                 err_sum += float(diff.sum())
                 peak = max(peak, float(np.abs(ref[k]).max()))
@@ -288,6 +292,7 @@ def verify_onnx(
         peak_abs_logit=peak,
         agreement_pct=worst["agreement_pct"],
         pooled_agreement_pct=100.0 * agree_pixels / total_pixels,
+        pooled_within_delta_pct=100.0 * within_pixels / total_pixels,
         min_agreement_pct=float(min_agreement),
         max_logit_error=float(max_logit_error),
         logit_error_bound=bound,

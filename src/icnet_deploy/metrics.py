@@ -1,5 +1,6 @@
-"""Segmentation metrics: confusion matrix, IoU/mIoU (official Cityscapes protocol), pixel
-agreement and logit error between two engines."""
+"""Segmentation metrics: confusion matrix, IoU/mIoU (official Cityscapes protocol), and what
+parity between two engines is measured in: raw pixel agreement, agreement within a logit
+tolerance, near ties, logit error."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ import numpy as np
 
 from .data.labels import CLASS_NAMES, IGNORE_ID, NUM_CLASSES
 
-__all__ = ["ConfusionMatrix", "SegmentationScores", "pixel_agreement", "logit_error"]
+__all__ = ["ConfusionMatrix", "SegmentationScores", "pixel_agreement", "logit_error", "within_delta", "near_ties",
+           "DEFAULT_DELTA", "NEAR_TIE_LOGIT"]
+
+# logits: an engine's label counts as agreeing "within δ" when the reference scored it within this
+# of its own best class (the INT8 gate's tolerance; see ``within_delta``)
+DEFAULT_DELTA = 0.25
+# logits: a pixel whose two best reference scores are closer than this is a near tie (diagnostic)
+NEAR_TIE_LOGIT = 0.1
 
 
 @dataclass
@@ -83,3 +91,27 @@ def logit_error(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """(max, mean) absolute difference between two logit tensors."""
     diff = np.abs(np.asarray(a, dtype=np.float32) - np.asarray(b, dtype=np.float32))
     return float(diff.max()), float(diff.mean())
+
+
+def within_delta(reference_logits: np.ndarray, labels: np.ndarray, delta: float = DEFAULT_DELTA) -> np.ndarray:
+    """H×W mask: where the reference (C×H×W logits) scored ``labels``' class within ``delta`` of its
+    own best class. An engine's label that is the reference's own is always within; one the
+    reference itself could barely tell from its best (a near tie that any rounding may flip) is
+    within too; a class the reference thought clearly worse is not."""
+    ref = np.asarray(reference_logits)
+    labels = np.asarray(labels)
+    if ref.shape[1:] != labels.shape:
+        raise ValueError(f"logits {ref.shape} and labels {labels.shape} differ in size")
+    idx = np.clip(labels.astype(np.intp), 0, ref.shape[0] - 1)[None]
+    chosen = np.take_along_axis(ref, idx, axis=0)[0]
+    return (chosen >= ref.max(axis=0) - np.float32(delta)) & (labels < ref.shape[0])
+
+
+def near_ties(logits: np.ndarray, gap: float = NEAR_TIE_LOGIT) -> np.ndarray:
+    """H×W mask of the pixels whose two best class scores (C×H×W) are within ``gap``: any
+    rounding may flip them, so they say how much raw agreement a precision can hope for."""
+    logits = np.asarray(logits)
+    if logits.shape[0] < 2:
+        return np.zeros(logits.shape[1:], dtype=bool)
+    top2 = np.partition(logits, logits.shape[0] - 2, axis=0)[-2:]
+    return (top2[1] - top2[0]) < gap

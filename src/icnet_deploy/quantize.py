@@ -591,12 +591,14 @@ def quantize_qdq(
     target: str = "cpu",
     exclude: Iterable[str] = (),
     op_types: Sequence[str] = QUANT_OP_TYPES,
+    reduce_range: bool = False,
 ) -> Any:
     """An explicit-quantization (QDQ) ModelProto of the pre-processed fp32 ``model``.
 
-    Weights: int8, symmetric, per output channel. Activations: uint8 asymmetric for
-    ``target="cpu"``, int8 symmetric (zero point 0) for ``"tensorrt"``. Nodes named in
-    ``exclude`` keep fp32 inputs and outputs. Tensors missing from the cache stay float.
+    Weights: int8, symmetric, per output channel (7-bit with ``reduce_range``, see
+    ``reduce_range_for``). Activations: uint8 asymmetric for ``target="cpu"``, int8 symmetric
+    (zero point 0) for ``"tensorrt"``. Nodes named in ``exclude`` keep fp32 inputs and outputs.
+    Tensors missing from the cache stay float.
     """
     import onnx
     from onnxruntime.quantization import QDQQuantizer, QuantType
@@ -629,7 +631,7 @@ def quantize_qdq(
     quantizer = QDQQuantizer(
         loaded,
         True,  # per_channel
-        False,  # reduce_range: VNNI has no u8×s8 overflow problem
+        reduce_range,
         QuantType.QInt8,  # weights
         QuantType.QInt8 if symmetric else QuantType.QUInt8,  # activations
         tensors,
@@ -645,6 +647,22 @@ def quantize_qdq(
     del out.metadata_props[:]
     out.metadata_props.extend(keep)
     return out
+
+
+def reduce_range_for(target: str, int8_kernel: str) -> tuple[bool, str]:
+    """(reduce_range, why) for an INT8 build for ``target`` on a CPU of ``cpu.int8_kernel_class``.
+
+    u8×s8 on x86 without VNNI (AVX2, AVX-512 without VNNI) goes through ``vpmaddubsw``, which sums
+    two u8×s8 products into int16: 2·255·127 = 64770 overflows int16 (32767) and saturates. With
+    7-bit weights (±63) the pair stays below it (2·255·63 = 32130), at half the weight resolution.
+    VNNI and AMX accumulate into int32 directly, and TensorRT's int8 kernels do not pair products:
+    full 8-bit weights there."""
+    if target == "cpu" and int8_kernel in ("avx2", "avx512", "baseline"):
+        return True, (f"{int8_kernel} CPU: u8×s8 pairs saturate int16 in vpmaddubsw with 8-bit weights; "
+                      "7-bit weights (2·255·63 < 32767) cannot")
+    if target == "cpu":
+        return False, f"{int8_kernel} CPU: u8×s8 products accumulate in int32 (no saturation): full 8-bit weights"
+    return False, "TensorRT int8 kernels: full 8-bit weights"
 
 
 # --------------------------------------------------------------------------------------------
@@ -824,6 +842,8 @@ def sensitivity_search(
     always_fp32: Sequence[str] = (),
     granularity: str = "block",
     finish: Callable[[Any], Any] | None = None,
+    delta: float | None = None,
+    reduce_range: bool = False,
     threads: int | None = None,
     progress: Progress | None = None,
 ) -> SearchResult:
@@ -849,7 +869,8 @@ def sensitivity_search(
        resting on the two images the ranking saw.
 
     ``finish``: applied to every trial graph after Q/DQ insertion (the build passes the GPTQ weight
-    rounding, so that the search judges the graphs it will ship).
+    rounding, so that the search judges the graphs it will ship). ``delta``: judge agreement within
+    ``delta`` logit (``metrics.within_delta``, what ``check`` gates INT8 on) instead of raw agreement.
     """
     if granularity not in ("block", "layer"):
         raise IcnetDeployError(f"granularity must be 'block' or 'layer', got {granularity!r}")
@@ -868,19 +889,30 @@ def sensitivity_search(
     ranking = batches[:max(1, rank_batches)]
     session = _session(proto, threads)
     name_in = session.get_inputs()[0].name
-    ref_labels = [labels_of(session.run(None, {name_in: b})[0]) for b in batches]
+    # per image, the classes each pixel may take and still agree: the reference's own (raw), or every
+    # class within delta of its best (a C×H×W mask; bool, so 19 bytes a pixel rather than 76)
+    accepted = []
+    for b in batches:
+        ref = session.run(None, {name_in: b})[0][0]
+        accepted.append(labels_of(ref[None])[0] if delta is None else ref >= ref.max(axis=0) - np.float32(delta))
     ref_logits = _run_all(session, ranking)  # full logits only where the logit error is needed
     del session
     ref_var = float(np.mean([r.var() for r in ref_logits])) or 1.0
     trials: list[dict] = []
 
+    def agrees(labels: np.ndarray, ok: np.ndarray) -> float:
+        if delta is None:
+            return 100.0 * float((labels == ok).mean())
+        return 100.0 * float(np.take_along_axis(ok, labels[None].astype(np.intp), axis=0).mean())
+
     def agreement(q: Any) -> float:
         s = _session(q, threads)
-        return float(np.mean([100.0 * float((labels_of(s.run(None, {name_in: b})[0]) == r).mean())
-                              for b, r in zip(batches, ref_labels)]))
+        return float(np.mean([agrees(labels_of(s.run(None, {name_in: b})[0])[0], ok)
+                              for b, ok in zip(batches, accepted)]))
 
     def trial_graph(exclude: Iterable[str]) -> Any:
-        q = quantize_qdq(proto, cache, target=target, exclude=list(exclude), op_types=op_types)
+        q = quantize_qdq(proto, cache, target=target, exclude=list(exclude), op_types=op_types,
+                         reduce_range=reduce_range)
         return finish(q) if finish is not None else q
 
     def sensitivity(exclude: Iterable[str]) -> tuple[float, float]:

@@ -211,9 +211,9 @@ def _graph_up_to(model: Any, tensor: str) -> Any:
     return probe
 
 
-def gptq(w: Any, h: Any, scale: Any, *, damping: float = DAMPING) -> tuple[Any, Any]:
+def gptq(w: Any, h: Any, scale: Any, *, damping: float = DAMPING, qmax: int = 127) -> tuple[Any, Any]:
     """GPTQ-round ``w`` (C_out × (K + 1) float64 torch tensor; last column the bias, never rounded)
-    on the grid ``scale`` (C_out) × [-127, 127], given H ((K + 1) × (K + 1)). Returns the int8 steps
+    on the grid ``scale`` (C_out) × [-qmax, qmax], given H ((K + 1) × (K + 1)). Returns the int8 steps
     (C_out × K, as float64) and the adjusted bias (C_out)."""
     import torch
 
@@ -233,7 +233,7 @@ def gptq(w: Any, h: Any, scale: Any, *, damping: float = DAMPING) -> tuple[Any, 
         block, err = w[:, i1:i2].clone(), torch.zeros(w.shape[0], i2 - i1, dtype=torch.float64)
         u1 = u[i1:i2, i1:i2]
         for i in range(i2 - i1):
-            q = torch.clamp(torch.round(block[:, i] / s), -127, 127)
+            q = torch.clamp(torch.round(block[:, i] / s), -qmax, qmax)
             steps[:, i1 + i] = q
             e = (block[:, i] - q * s) / u1[i, i]
             block[:, i:] -= e[:, None] * u1[i, i:][None, :]
@@ -308,8 +308,10 @@ def round_weights(qdq: Any, fp32: Any, batches: Iterable[np.ndarray], *, threads
             del session, probe
             w = torch.from_numpy(np.concatenate([w32.reshape(w32.shape[0], -1), b32[:, None]], 1))
             s = torch.from_numpy(scale)
-            steps, bias = gptq(w, h, s)
-            nearest = torch.clamp(torch.round(w[:, :-1] / s[:, None]), -127, 127)
+            # the quantizer's grid: ±127, or ±64 for reduce_range's 7-bit weights
+            qmax = 64 if np.abs(numpy_helper.to_array(inits[conv.weight_q]).astype(np.int32)).max() <= 64 else 127
+            steps, bias = gptq(w, h, s, qmax=qmax)
+            nearest = torch.clamp(torch.round(w[:, :-1] / s[:, None]), -qmax, qmax)
             report.convs.append(ConvRounding(conv.node.name, int(w.shape[1] - 1),
                                              _relative_error(w, nearest, w[:, -1], s, h),
                                              _relative_error(w, steps, bias, s, h)))

@@ -63,6 +63,9 @@ def load(artifact_or_checkpoint: str | Path | None = None, *, device: str = "cpu
     if manifest.format == "onnx":
         from .onnxruntime import OnnxRuntimeRunner
 
+        if manifest.precision == "int8" and not device.startswith("cuda") and provider in (None, "cpu"):
+            _warn_other_cpu(path, manifest)
+
         return OnnxRuntimeRunner(path, manifest=manifest, device=device, provider=provider, threads=threads, name=name)
     if manifest.format == "tensorrt":
         try:
@@ -160,3 +163,15 @@ def eager_reference(manifest=None, checkpoint: str | Path | None = None, artifac
             model = ICNet(config).eval()
         return TorchRunner(model=model, device=device, precision=precision, threads=threads, name=name)
     return TorchRunner(checkpoint=path, device=device, precision=precision, threads=threads, name=name)
+
+
+def _warn_other_cpu(path: Path, manifest: object) -> None:
+    """An INT8 ONNX engine on a CPU whose INT8 kernels differ from the build machine's: say so
+    (a ``UserWarning``; the CLI prints it as one line)."""
+    import warnings
+
+    from ..machine import int8_mismatch
+
+    message = int8_mismatch(getattr(manifest, "details", {}).get("cpu"))
+    if message:
+        warnings.warn(f"{path}: {message}", UserWarning, stacklevel=3)

@@ -39,7 +39,6 @@ recompiling (and, on GPU, silently running kernels tuned for another chip).
 from __future__ import annotations
 
 import json
-import platform
 import re
 import time
 import zipfile
@@ -50,6 +49,7 @@ import numpy as np
 
 from ..errors import ArtifactError, BackendUnavailable, IcnetDeployError
 from ..fileio import atomic_write_bytes
+from ..machine import cpu_name
 from ..manifest import Manifest, read_manifest
 from .torch_eager import TorchRunner
 
@@ -69,17 +69,6 @@ __all__ = [
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 REBUILD_HINT = "rebuild it here with `icnet-deploy build-engine --backend torch`"
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown cpu"
 
 
 def _cpu_isa() -> str | None:
@@ -107,7 +96,7 @@ def device_identity(device: str) -> dict[str, Any]:
         ident |= {"device": "cuda", "device_name": props.name, "compute_capability": f"{props.major}.{props.minor}"}
     else:
         isa = _cpu_isa()  # part of the name: virtual CPUs often share one vague model name
-        ident |= {"device": "cpu", "device_name": f"{_cpu_name()} [{isa}]" if isa else _cpu_name(), "cpu_isa": isa}
+        ident |= {"device": "cpu", "device_name": f"{cpu_name()} [{isa}]" if isa else cpu_name(), "cpu_isa": isa}
     return ident
 
 
