@@ -295,9 +295,9 @@ def check(
                     say(f"int8 breakdown: {set_name}: {name}")
                     breakdown.add(set_name, xe)
                 if stats.label_path is None:  # once per set: the path infer takes gives the same labels
-                    device = runner.predict_labels(xe, eng_labels.shape)[0] if runner.labels_on_device else None
+                    on_gpu = runner.predict_labels(xe, eng_labels.shape)[0] if runner.labels_on_device else None
                     stats.add_label_path(name, runner.infer_for_labels(xe)[0], eng_labels, runner.output_kind,
-                                         threads=runner.threads, device_labels=device)
+                                         threads=runner.threads, device_labels=on_gpu)
             if samples:
                 results.append(stats.result())
         engine_info, eager_info = runner.describe(), eager.describe()
