@@ -76,11 +76,9 @@ def small_quant_setup(small_onnx, calib_dir, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def int8_engine_small(small_onnx, calib_dir, tmp_path_factory) -> Path:
-    """A quick INT8 engine of ``small_onnx`` (the default fixed rule, nearest rounding, no range
-    learning), built on this machine."""
+    """A quick INT8 engine of ``small_onnx`` (the defaults, but nearest rounding), built on this machine."""
     from icnet_deploy.build import build_engine
 
     path = tmp_path_factory.mktemp("int8_small") / "icnet_128x256_int8.onnx"
-    build_engine(small_onnx, path, precision="int8", calib=calib_dir, weight_rounding="nearest",
-                 range_learning=False, threads=1)
+    build_engine(small_onnx, path, precision="int8", calib=calib_dir, weight_rounding="nearest", threads=1)
     return path

@@ -30,7 +30,7 @@ def int8_build(tmp_path_factory, small_onnx, calib_dir):
     out_dir = tmp_path_factory.mktemp("int8")
     out, cache = out_dir / "icnet_int8.onnx", out_dir / "calib_cache.json"
     result = runner.invoke(app, ["build-engine", str(small_onnx), "--int8", "--calib", str(calib_dir),
-                                 "--calib-cache", str(cache), "--fixed-rule", "--range-iterations", "10", "--threads", "1",
+                                 "--calib-cache", str(cache), "--range-learning", "--range-iterations", "10", "--threads", "1",
                                  "-o", str(out), "--json"])
     assert result.exit_code == 0, result.output
     return out, cache, json.loads(result.stdout)
@@ -54,7 +54,7 @@ def test_int8_cli_writes_engine_manifest_and_cache(int8_build, small_onnx):
     assert wr["images"] == 4 and wr["convs"] > 0 and "GPTQ" in wr["method"]
     assert wr["mean_relative_output_error"]["gptq"] < wr["mean_relative_output_error"]["nearest"]
     assert d["bias_correction"] is None  # GPTQ fits the biases itself: no bias correction by default
-    rl = d["range_learning"]  # on by default: scales fitted on the (4) calibration images, last
+    rl = d["range_learning"]  # asked for: scales fitted on the (4) calibration images, last
     assert rl["images"] == 4 and rl["iterations"] == 10 and rl["scales"] > 10 and rl["replica_agreement_pct"] > 97
     after = rl["normalised_logit_error"]
     assert (after["after"] < after["before"]) == rl["kept"]
@@ -137,12 +137,9 @@ def test_cache_reuse_accepts_matching_settings(int8_build, small_onnx, tmp_path)
     assert m.details["calibration"]["tail_cap"] == 3.0
 
 
-def test_range_learning_is_on_by_default_for_the_cpu_target_only(int8_build, small_onnx, tmp_path):
-    _, cache, payload = int8_build  # the CLI build above: cpu target, no --range-learning flag
-    assert payload["manifest"]["details"]["range_learning"]["iterations"] == 10
-    m = build_engine(small_onnx, tmp_path / "t.onnx", precision="int8", target="tensorrt", calib_cache=cache,
-                     target_agreement=None, weight_rounding="nearest", bias_correction=False, threads=1)
-    assert m.details["range_learning"] is None  # the straight-through gradient did not help there
+def test_range_learning_is_off_by_default(int8_engine_small):
+    d = read_manifest(int8_engine_small).details  # built with no range-learning argument
+    assert d["range_learning"] is None and d["fp32_rule"] == "fixed rule"
 
 
 def test_fixed_rule_is_the_default_and_search_is_opt_in(small_onnx, calib_dir, tmp_path):
@@ -203,13 +200,11 @@ def test_fp16_cli_says_it_is_not_faster_on_cpu(small_onnx, tmp_path):
 
 
 def test_explicit_fp32_layers_and_tensorrt_target(small_onnx, calib_dir, tmp_path):
-    m = build_engine(small_onnx, tmp_path / "t.onnx", precision="int8", calib=calib_dir, target="tensorrt", range_learning=True,  # asked for; no search
-                     range_iterations=10,
+    m = build_engine(small_onnx, tmp_path / "t.onnx", precision="int8", calib=calib_dir, target="tensorrt",
                      fp32_layers=["/classifier/Conv"], calib_method="minmax", threads=1)
     assert m.target == "tensorrt" and m.details["activation_dtype"] == "int8"
     assert m.details["fp32_layers"] == {"/classifier/Conv": "kept fp32 on request"}
     assert m.details["calibration"]["method"] == "minmax"
-    assert m.details["range_learning"]["scales"] > 10  # int8 activations, zero point 0: learned the same way
     with pytest.raises(IcnetDeployError, match="not a node"):
         build_engine(small_onnx, tmp_path / "u.onnx", precision="int8", calib=calib_dir, fp32_layers=["/nope"])
 
@@ -249,7 +244,7 @@ def test_bad_calibration_folders(small_onnx, tmp_path, kind, message):
     ([], "exactly one of --fp16 or --int8"),
     (["--int8", "--target", "gpu"], "unknown target 'gpu'"),
     (["--int8", "--weight-rounding", "stochastic"], "unknown weight rounding 'stochastic'"),
-    (["--int8", "--target-agreement", "150"], "percentage"),
+    (["--int8", "--search", "--target-agreement", "150"], "percentage"),
     (["--int8", "--range-iterations", "0"], "--range-iterations"),
     (["--fp16", "--backend", "tvm"], "unknown backend 'tvm'"),
 ])

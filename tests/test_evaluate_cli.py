@@ -48,6 +48,24 @@ def test_evaluate_json_matches_a_direct_eager_evaluation(tiny_val, small_checkpo
     assert report["pixel_accuracy"] == pytest.approx(direct["pixel_accuracy"], abs=1e-6)
 
 
+def test_evaluate_an_engine_scores_like_its_checkpoint(tiny_val, small_checkpoint, small_onnx, int8_engine_small):
+    """`evaluate --engine`: the fp32 export scores what its eager checkpoint scores; INT8 close to it."""
+    def scores(*args: str) -> dict:
+        result = cli.invoke(app, ["evaluate", "--data", str(tiny_val), "--threads", "1", "--json", *args])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    eager = scores("--checkpoint", str(small_checkpoint))
+    fp32 = scores("--engine", str(small_onnx))
+    int8 = scores("--engine", str(int8_engine_small))
+    assert fp32["engine"]["precision"] == "fp32" and int8["engine"]["precision"] == "int8"
+    assert fp32["miou"] == pytest.approx(eager["miou"], abs=0.01)
+    assert abs(int8["miou"] - eager["miou"]) < 5.0 and int8["images"] == 2
+    result = cli.invoke(app, ["evaluate", "--data", str(tiny_val), "--engine", str(small_onnx),
+                              "--checkpoint", str(small_checkpoint)])
+    assert result.exit_code == 2 and "not both" in result.output
+
+
 def test_evaluate_a_folder_without_the_layout_is_exit_2(tmp_path):
     result = cli.invoke(app, ["evaluate", "--data", str(tmp_path)])
     assert result.exit_code == 2

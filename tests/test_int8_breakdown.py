@@ -76,7 +76,9 @@ def test_breakdown_of_a_real_int8_build(int8_engine):
     import onnx
 
     result = cli.invoke(app, ["check", "--engine", str(int8_engine), "--count", "2", "--threads", "1", "--int8-breakdown",
-                              "--min-agreement", "0", "--min-agreement-photos", "0", "--max-miou-drop", "100", "--json"])
+                              "--min-agreement", "0", "--min-agreement-unlabelled", "0", "--max-miou-drop", "100",
+                              "--max-class-iou-drop", "100", "--min-within-delta", "0", "--min-within-delta-worst", "0",
+                              "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout[result.stdout.index("{"):])
     bd = data["int8_breakdown"]

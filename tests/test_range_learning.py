@@ -15,7 +15,7 @@ from onnx import helper, numpy_helper
 from icnet_deploy import quantize as Q
 from icnet_deploy.backends.onnxruntime import create_session
 from icnet_deploy.errors import ArtifactError
-from icnet_deploy.range_learning import QDQReplica, apply_ranges, learn_ranges
+from icnet_deploy.range_learning import MIN_REPLICA_AGREEMENT, QDQReplica, apply_ranges, learn_ranges
 from icnet_deploy.weight_rounding import quantized_convs
 
 
@@ -41,10 +41,11 @@ def test_the_replica_reproduces_onnx_runtime(qdq):
         mine = replica(torch.from_numpy(batches[0])).numpy()
     ort = _run(model, batches[0])
     assert mine.shape == ort.shape
-    # ONNX Runtime's fused int8 kernels requantize in fixed point: a step now and then, not more
+    # ONNX Runtime's fused int8 kernels requantize in fixed point: a step now and then, not more; how
+    # often depends on the CPU's int8 kernels (VNNI, AMX), and random weights sit near ties
     scale = float(np.abs(ort).max())
     assert np.abs(mine - ort).mean() < 0.01 * scale
-    assert np.mean(mine.argmax(1) == ort.argmax(1)) > 0.97
+    assert 100.0 * np.mean(mine.argmax(1) == ort.argmax(1)) > MIN_REPLICA_AGREEMENT
 
 
 def test_written_scales_run_in_onnx_runtime_as_the_replica_predicts_and_keep_every_bias(qdq):
@@ -148,7 +149,7 @@ def test_a_dynamic_export_builds_with_calibrated_ranges_and_says_why(small_check
     src = tmp_path / "dynamic.onnx"
     export(small_checkpoint, src, height=128, width=256, dynamic=True, verify_images=1, verify_sizes=[(128, 256)])
     m = build_engine(src, tmp_path / "dynamic_int8.onnx", precision="int8", calib=calib_dir, target_agreement=None,
-                     size=(128, 256), range_iterations=2, threads=1)
+                     size=(128, 256), range_learning=True, range_iterations=2, threads=1)
     skipped = m.details["range_learning"]["skipped"]
     assert "cannot replicate in torch" in skipped and "Shape" in skipped
     assert (tmp_path / "dynamic_int8.onnx").is_file()

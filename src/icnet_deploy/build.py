@@ -273,8 +273,8 @@ def build_engine(
     ``range_learning``: last, fit every activation's scale so the engine's logits match fp32 on the
     first ``RANGE_LEARNING_IMAGES`` calibration images (``range_learning.learn_ranges``,
     ``range_iterations`` Adam steps, ~2 s each at 1024×2048 on 2 cores); the search measures its
-    candidates without it. Only scales change: the engine's speed does not. Default (None): on for
-    the ``cpu`` target, off for ``tensorrt`` (its straight-through gradient raised the error there).
+    candidates without it. Only scales change: the engine's speed does not. Off by default: it
+    costs minutes, and the default engine passes the gate without it.
 
     ``size``: calibration and parity size for a dynamic export (default 1024×2048).
     """
@@ -303,8 +303,7 @@ def build_engine(
         bias_correction = weight_rounding == "nearest"
     if calib_limit is not None and calib_limit < 1:
         raise IcnetDeployError(f"calib_limit must be at least 1, got {calib_limit}")
-    if range_learning is None:
-        range_learning = precision == "int8" and target == "cpu"
+    range_learning = bool(range_learning) and precision == "int8"
     if range_iterations < 1:
         raise IcnetDeployError(f"range_iterations must be at least 1, got {range_iterations}")
     output = Path(output)

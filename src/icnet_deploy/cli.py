@@ -911,7 +911,7 @@ def build_engine_cmd(
     fp32_layer: Optional[list[str]] = typer.Option(None, "--fp32-layer", help="Keep this node in fp32 (repeatable); replaces the default rule."),
     weight_rounding: str = typer.Option("gptq", help="INT8 weight rounding: gptq (round each conv so its output moves least, on 8 calibration images; ~0.7 s per conv at 1024×2048) | nearest."),
     bias_correction: Optional[bool] = typer.Option(None, "--bias-correction/--no-bias-correction", help="INT8: remove the mean output shift each quantized conv adds (8 calibration images, a few seconds). Default: on with --weight-rounding nearest, off with gptq (which fits the biases itself)."),
-    range_learning: Optional[bool] = typer.Option(None, "--range-learning/--no-range-learning", help="INT8: fit each activation's scale so the engine's logits match fp32 on 16 calibration images (same speed; ~2 s per iteration at 1024×2048). Default: on for --target cpu, off for tensorrt (where it did not help)."),
+    range_learning: Optional[bool] = typer.Option(None, "--range-learning/--no-range-learning", help="INT8: fit each activation's scale so the engine's logits match fp32 on 16 calibration images (same speed; ~2 s per iteration at 1024×2048, minutes in all; off by default: the default engine passes the gate without it; it did not help --target tensorrt)."),
     range_iterations: int = typer.Option(_RANGE_ITERATIONS, min=1, help="INT8 range learning: Adam steps, one calibration image each."),
     threads: Optional[int] = typer.Option(None, min=1, help="ONNX Runtime intra-op threads for calibration and parity."),
     workspace_mib: int = typer.Option(4096, help="TensorRT builder workspace limit (MiB)."),

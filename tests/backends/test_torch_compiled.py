@@ -224,7 +224,7 @@ def test_select_engine_picks_the_fastest_that_meets_parity():
     assert sel.winner.name == "fast-fp16"
     assert "fast-fp16" in sel.reason and "faster than batched" in sel.reason and "99.9%" in sel.reason
     by = {c.name: c for c in sel.candidates}
-    assert by["fast-but-wrong"].note.startswith("parity: agreement") and not by["fast-but-wrong"].passed
+    assert by["fast-but-wrong"].note.startswith("parity: verification: pixel agreement") and not by["fast-but-wrong"].passed
     assert by["no-gpu"].note == "unavailable: no GPU here" and not by["no-gpu"].available
     assert "takes 128×256 inputs" in by["other-size"].note
     assert by["batched"].batch == 4 and 5 < by["batched"].ms_per_image < by["slow-fp32"].ms_per_image
