@@ -7,7 +7,8 @@
 Set-up creates ``.venv`` and installs torch 2.13.0 (CPU build) *before* the package: on Linux the
 default index's torch is the CUDA build (several GB), so torch comes from PyTorch's CPU wheel index
 when that answers within a few seconds, else from the default index (machines with a local mirror,
-like the CI machine, whose mirror holds the CPU build). It reinstalls only when pyproject.toml changes.
+like the CI machine, whose mirror holds the CPU build). It reinstalls only when pyproject.toml,
+setup.py or a C kernel in plugins/ changes (the install compiles those).
 """
 
 from __future__ import annotations
@@ -73,7 +74,9 @@ def setup() -> None:
     if sys.version_info < (3, 10):
         sys.exit(f"Python 3.10+ is needed, this is {sys.version.split()[0]}")
     stamp = VENV / ".icnet-deploy-installed"
-    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + TORCH.encode()).hexdigest()
+    # what the install builds from: a changed C kernel (plugins/) needs its library rebuilt
+    built_from = [ROOT / "pyproject.toml", ROOT / "setup.py", *sorted((ROOT / "plugins").rglob("*.c"))]
+    want = hashlib.sha256(b"".join(p.read_bytes() for p in built_from) + TORCH.encode()).hexdigest()
     if stamp.is_file() and stamp.read_text() == want and PYTHON.exists():
         return
     if not PYTHON.exists():

@@ -56,6 +56,9 @@ def test_cli_json_schema_with_eager_baseline_and_memory(small_onnx):
     rounds = onnx_engine["vs_eager"]["compute_speedup_paired"]
     assert 0 < rounds["p25"] <= rounds["median"] <= rounds["p75"]
     assert "loadavg_before" in data["environment"] or "cpus" in data["environment"]
+    label_path = data["environment"]["label_path"]  # which UpsampleArgmax made the end-to-end labels
+    assert label_path["implementation"] in ("C kernel", "numpy reference")
+    assert label_path.get("threads", 1) == 1 and "label path (logits → labels on the CPU)" in result.stderr
 
 
 def test_library_without_memory_or_e2e_and_dynamic_size(small_checkpoint):

@@ -217,7 +217,7 @@ def test_label_path_gate_fails_when_infers_labels_differ():
         stats.add_label_path("scene", early, full_labels, "logits")
         (entry,) = [c for c in gate([stats.result()], th) if c["metric"] == "label_path_agreement"]
         assert entry["passed"] is passed and entry["threshold"] == LABEL_PATH_MIN_AGREEMENT
-        assert "labels of infer's path (output 19×16×32)" in entry["message"]
+        assert "labels of infer's path (output 19×16×32, UpsampleArgmax " in entry["message"]
 
 
 def test_near_ties_are_counted_and_agreement_beyond_them_reported():

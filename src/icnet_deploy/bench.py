@@ -9,7 +9,9 @@
   its host↔device copies). ``end_to_end``: from uint8 H×W×3 images at ``size`` to uint8 labels at
   ``size`` — resize to the engine's input, normalise, infer up to the logits before the model's
   final upsample where the backend can stop there (``Runner.infer_for_labels``), then the exact
-  labels of that upsample at ``size`` (``infer.to_labels``).
+  labels of that upsample at ``size`` (``Runner.predict_labels``: the UpsampleArgmax op, on the
+  CPU — ``environment["label_path"]`` says whether the C kernel or the numpy reference — or on
+  the GPU for CUDA runners with the Triton kernel).
 * **Spread, not the best run.** p50/p90/p99, mean, std, min and max in ms; ``cv`` (std/mean) and
   a ``noisy`` flag when it exceeds 10 %; the 1-minute load average before and after the run, and
   the machine (CPU model and ISA flags, threads, versions: ``machine.describe_machine``).
@@ -208,9 +210,13 @@ def _end_to_end(runner: Runner, images: list[np.ndarray]) -> None:
     x = np.concatenate([prepare(runner, im) for im in images], axis=0)
     if x.shape[0] < n:
         x = np.concatenate([x, np.repeat(x[-1:], n - x.shape[0], axis=0)], axis=0)
+    sizes = {im.shape[:2] for im in images}
+    if len(sizes) == 1:  # the label path in one call (the op on the device where the runner has it)
+        runner.predict_labels(x, sizes.pop())
+        return
     out = runner.infer_for_labels(x)
     for k, im in enumerate(images):
-        to_labels(out[k], runner.output_kind, im.shape[:2], x.shape[-2:])
+        to_labels(out[k], runner.output_kind, im.shape[:2], x.shape[-2:], threads=runner.threads)
 
 
 @dataclass
@@ -242,7 +248,10 @@ def _environment(device: str) -> dict[str, Any]:
 
     from .machine import describe_machine
 
-    env = describe_machine(device) | {"cpus": os.cpu_count(), "python": platform.python_version()}
+    from .plugins import label_path
+
+    env = describe_machine(device) | {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                      "label_path": label_path()}
     try:
         env["loadavg_before"] = os.getloadavg()[0]
     except OSError:
@@ -306,6 +315,8 @@ def bench(
     names = _unique_names([s if s.startswith(EAGER) else Path(s).name for s in specs])
     size = tuple(size) if size else _default_size(runners)  # type: ignore[assignment]
     env = _environment(device)
+    if threads and "threads" in env["label_path"]:  # the C kernel runs on the engines' thread count
+        env["label_path"]["threads"] = threads
 
     results = [{"name": n, "spec": s} for n, s in zip(names, specs)]
     for res, runner in zip(results, runners):
@@ -373,7 +384,7 @@ def bench(
         method={
             "order": "round-robin, rotating the first engine each iteration; warm-up calls not timed",
             "compute": "runner.infer on a ready float32 N×3×H×W batch (includes host↔device copies)",
-            "end_to_end": "uint8 images at size → resize/normalise → infer (to the 1/4-resolution logits where the backend can) → exact labels at size",
+            "end_to_end": "uint8 images at size → resize/normalise → infer (to the 1/4-resolution logits where the backend can) → exact labels at size (UpsampleArgmax: see environment.label_path)",
             "throughput": "images/s = batch·1000 / mean latency",
             "memory": "fresh process per engine: VmHWM after imports vs after load + warm-up + "
                       f"{PROBE_ITERS} end-to-end calls (labels_engine_rss_mib = the growth: what a caller that "

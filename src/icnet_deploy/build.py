@@ -153,7 +153,9 @@ def _write_onnx(output: Path, proto: Any, manifest: Manifest) -> None:
         raise
 
 
-def _source(model: str | Path) -> tuple[Path, Manifest, Any]:
+def _source(model: str | Path, backend: str) -> tuple[Path, Manifest, Any]:
+    """The fp32 export to build from, its manifest and its logits graph (an export that ends in the
+    UpsampleArgmax plugin gives the graph with the final Resize back: ``plugin_graph``)."""
     import onnx
 
     path = Path(model)
@@ -168,13 +170,22 @@ def _source(model: str | Path) -> tuple[Path, Manifest, Any]:
     if isinstance(batch, int) and batch > 1:
         raise ArtifactError(f"{path}: is a static batch-{batch} export; build engines from a batch-1 or dynamic one "
                             "(icnet-deploy export --batch 1, or --dynamic): calibration and parity feed single images")
-    if manifest.output_kind != "logits":
+    plugin = manifest.details.get("plugin")
+    if plugin and backend != "tensorrt":
+        from .backends.onnxruntime import refuse_plugin_graph
+
+        refuse_plugin_graph(path, manifest)
+    if manifest.output_kind != "logits" and not plugin:
         raise ArtifactError(f"{path}: outputs {manifest.output_kind}; build engines from a logits export "
                             "(ArgMax has no gradient of error to calibrate or compare against)")
     try:
         proto = onnx.load(str(path))
     except Exception as exc:  # noqa: BLE001
         raise ArtifactError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
+    if plugin:
+        from .plugin_graph import without_upsample_argmax
+
+        proto = without_upsample_argmax(proto)
     return path, manifest, proto
 
 
@@ -294,7 +305,8 @@ def build_engine(
 
         trt_backend.require()  # fail before any work when TensorRT or the GPU is missing
 
-    src_path, src, proto32 = _source(model)
+    src_path, src, proto32 = _source(model, backend)
+    plugin = bool(src.details.get("plugin"))
     height, width = src.input_hw or tuple(size or DEFAULT_SIZE)
     details: dict[str, Any] = {"backend": backend}
     versions = library_versions("onnx", "onnxruntime", "numpy")
@@ -434,12 +446,17 @@ def build_engine(
         from .backends.onnxruntime import final_resize_source
 
         onnx_path = tmp / "engine_input.onnx"
-        onnx_path.write_bytes(engine_proto.SerializeToString())
+        if plugin:  # the export's ending again: labels from the UpsampleArgmax plugin
+            from .plugin_graph import with_upsample_argmax
+
+            onnx_path.write_bytes(with_upsample_argmax(engine_proto).SerializeToString())
+        else:
+            onnx_path.write_bytes(engine_proto.SerializeToString())
         say("building the TensorRT engine", 0, 1)  # one opaque step: TensorRT reports no progress
         info = trt_backend.build_serialized_engine(
             onnx_path, dynamic=src.dynamic, shape=(src.input_shape, (height, width)), workspace_mib=workspace_mib,
             timing_cache=Path(timing_cache) if timing_cache else output.with_name("tensorrt.timing.cache"),
-            coarse_output=final_resize_source(engine_proto),
+            coarse_output=None if plugin else final_resize_source(engine_proto), plugin=plugin,
         )
         details.update(info.details)
         details["build_seconds"] = round(time.perf_counter() - started, 1)

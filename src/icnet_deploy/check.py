@@ -23,8 +23,8 @@ outputs logits, and with ground truth the mIoU and per-class IoU of each against
 own size, both mapped back the same way) and the drops.
 
 The label path: ``infer`` and ``bench`` take labels from ``Runner.infer_for_labels`` (the logits
-before the final upsample, see ``upsample.bilinear_argmax``), not from the full output gated
-above; on the first image of each set its labels must agree with the full output's on at least
+before the final upsample) and the UpsampleArgmax op (``plugins.upsample_argmax``: the C kernel or
+the numpy reference; the Triton kernel on CUDA runners), not from the full output gated above; on the first image of each set its labels must agree with the full output's on at least
 ``LABEL_PATH_MIN_AGREEMENT`` percent of the pixels (exact for ONNX Runtime and eager; TensorRT's own
 Resize kernel may differ at ties), so the gate covers what ``infer`` writes.
 
@@ -295,7 +295,9 @@ def check(
                     say(f"int8 breakdown: {set_name}: {name}")
                     breakdown.add(set_name, xe)
                 if stats.label_path is None:  # once per set: the path infer takes gives the same labels
-                    stats.add_label_path(name, runner.infer_for_labels(xe)[0], eng_labels, runner.output_kind)
+                    on_gpu = runner.predict_labels(xe, eng_labels.shape)[0] if runner.labels_on_device else None
+                    stats.add_label_path(name, runner.infer_for_labels(xe)[0], eng_labels, runner.output_kind,
+                                         threads=runner.threads, device_labels=on_gpu)
             if samples:
                 results.append(stats.result())
         engine_info, eager_info = runner.describe(), eager.describe()

@@ -178,16 +178,19 @@ def info(
     size: str = typer.Option("1024x2048", help="Input size HxW for GFLOPs and branch sizes."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON on stdout."),
 ) -> None:
-    """Describe a model: config, parameters, GFLOPs, branch sizes, provenance.
+    """Describe a model: config, parameters, GFLOPs, branch sizes, provenance, and which implementation
+    of the UpsampleArgmax op (logits → labels) serves the label path here.
 
     Example: `icnet-deploy info --size 1025x2049`
     """
-    from .model.summary import model_summary
-
     from .machine import cpu_identity, describe_cpu
+    from .model.summary import model_summary
+    from .plugins import cuda_available, label_path, label_path_text
 
     h, w = parse_size(size)
     summary = model_summary(_load_model_quietly(checkpoint, config), h, w) | {"cpu": cpu_identity()}
+    cuda, why_not = cuda_available()
+    summary["label_path"] = {"cpu": label_path(), "cuda": "UpsampleArgmax Triton kernel" if cuda else f"none: {why_not}"}
     if as_json:
         emit_json(summary)
         return
@@ -210,6 +213,8 @@ def info(
     if prov:
         table.add_row("provenance", json.dumps(prov)[:300])
     table.add_row("this CPU", f"{describe_cpu(summary['cpu'])}; {', '.join(summary['cpu']['isa']) or 'no SIMD flags read'}")
+    table.add_row("label path (CPU)", label_path_text(summary["label_path"]["cpu"]))
+    table.add_row("label path (CUDA)", summary["label_path"]["cuda"])
     console.print(table)
 
 
@@ -436,6 +441,7 @@ def export_cmd(
     dynamic: bool = typer.Option(False, "--dynamic", help="Dynamic batch, height and width (verified at two sizes)."),
     opset: int = typer.Option(17, help="ONNX opset, 17..20."),
     outputs: str = typer.Option("logits", help="logits (N×C×H×W float32) or labels (N×H×W uint8: ArgMax in the graph)."),
+    plugin: bool = typer.Option(False, "--plugin", help="With --outputs labels: end the graph in the UpsampleArgmax op (a TensorRT plugin; no full-size logits). For build-engine --backend tensorrt; ONNX Runtime cannot run it."),
     verify_images: int = typer.Option(4, help="Images to verify on: generated scenes + real photos (at least one)."),
     min_agreement: float = typer.Option(99.99, help="Minimum pixel agreement with eager PyTorch, percent (worst image)."),
     max_logit_error: float = typer.Option(1e-3, help="Maximum |Δlogit| vs eager PyTorch (grows with logits beyond ±100)."),
@@ -445,7 +451,8 @@ def export_cmd(
     """Export to ONNX (BN folded, simplified, checked), verify it against eager PyTorch, write a manifest.
 
     Example: `icnet-deploy export --output build/icnet.onnx` (shipped checkpoint, 1024×2048, fp32 logits);
-    `icnet-deploy export --dynamic --outputs labels --height 512 --width 1024 -o build/icnet_labels.onnx`
+    `icnet-deploy export --dynamic --outputs labels --height 512 --width 1024 -o build/icnet_labels.onnx`;
+    `icnet-deploy export --outputs labels --plugin -o build/icnet_plugin.onnx` (for TensorRT)
     """
     import time
 
@@ -459,7 +466,7 @@ def export_cmd(
             manifest = run_export(
                 checkpoint, output, height=height, width=width, batch=batch, dynamic=dynamic, opset=opset, outputs=outputs,
                 verify=not no_verify, verify_images=verify_images, min_agreement=min_agreement,
-                max_logit_error=max_logit_error, progress=say,
+                max_logit_error=max_logit_error, plugin=plugin, progress=say,
             )
     except ParityError as exc:
         report = getattr(exc, "report", None)
@@ -671,6 +678,8 @@ def _speedup_text(vs: dict, e2e: bool, is_base: bool) -> str:
 
 
 def _bench_table(result: dict) -> Table:
+    from .plugins import label_path_text
+
     h, w = result["size"]
     table = Table(title=f"bench · {h}×{w} · batch {result['batch']} · {result['iters']} iters (+{result['warmup']} warm-up), "
                         f"interleaved · {result['device']}")
@@ -723,6 +732,8 @@ def _bench_table(result: dict) -> Table:
                      f"{load} on {env.get('cpus')} CPUs"
                      + (f"; {escape(str(env['cpu']))} (int8 kernel {env.get('int8_kernel')})" if env.get("cpu") else "")
                      + (f"; [yellow]noisy (std > 10% of mean): {', '.join(noisy)}[/]" if noisy else "")
+                     + (f"\nlabel path (logits → labels on the CPU): {escape(label_path_text(env['label_path']))}"
+                        if env.get("label_path") else "")
                      + "".join(f"\n{escape(e['name'])}: {escape(e['note'])}" for e in result["engines"] if e.get("note")))
     return table
 

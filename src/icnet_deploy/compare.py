@@ -146,13 +146,20 @@ class SetStats:
         self.images.append(row)
         return eng_labels
 
-    def add_label_path(self, name: str, early: np.ndarray, full_labels: np.ndarray, output_kind: str) -> None:
-        """Compare the labels of ``Runner.infer_for_labels`` (``early``) with the full output's
-        (``add``'s return value), at the engine's size."""
+    def add_label_path(self, name: str, early: np.ndarray, full_labels: np.ndarray, output_kind: str, *,
+                       threads: int | None = None, device_labels: np.ndarray | None = None) -> None:
+        """Compare the labels of ``Runner.infer_for_labels`` (``early``, through the UpsampleArgmax op on
+        the CPU) with the full output's (``add``'s return value), at the engine's size; ``device_labels``:
+        those ``Runner.predict_labels`` made on the GPU instead (runners whose ``labels_on_device``)."""
         from .infer import to_labels
+        from .plugins import label_path
 
-        labels, _ = to_labels(early, output_kind, full_labels.shape)
-        self.label_path = {"image": name, "output_shape": list(early.shape),
+        if device_labels is not None:
+            labels, how = device_labels, "UpsampleArgmax Triton kernel (GPU)"
+        else:
+            labels = to_labels(early, output_kind, full_labels.shape, threads=threads)[0]
+            how = f"UpsampleArgmax {label_path()['implementation']} (CPU)"
+        self.label_path = {"image": name, "output_shape": list(early.shape), "implementation": how,
                            "agreement_pct": 100.0 * float((labels == full_labels).mean())}
 
     def result(self) -> dict[str, Any]:
@@ -253,7 +260,8 @@ def gate(sets: list[dict], th: Thresholds) -> list[dict]:
             lp = s["label_path"]
             ok = lp["agreement_pct"] >= LABEL_PATH_MIN_AGREEMENT
             out.append(_entry(name, "label_path_agreement", lp["agreement_pct"], LABEL_PATH_MIN_AGREEMENT, ok,
-                              f"{name}: labels of infer's path (output {'×'.join(map(str, lp['output_shape']))}) "
+                              f"{name}: labels of infer's path (output {'×'.join(map(str, lp['output_shape']))}"
+                              f"{', ' + lp['implementation'] if lp.get('implementation') else ''}) "
                               f"agree with the full output's {lp['agreement_pct']:.4f}% "
                               f"{'≥' if ok else '<'} {LABEL_PATH_MIN_AGREEMENT}% ({lp['image']})"))
         if th.max_logit_error is not None and "max_abs_logit_error" in s:

@@ -29,6 +29,11 @@ every later stage (fp16/int8 transforms, ONNX Runtime, TensorRT) starts from:
 
 ``outputs="labels"`` bakes ArgMax (then Cast to uint8, since ICNet has ≤ 255 classes) into the
 graph: N×H×W uint8 instead of N×19×H×W float32 — 19× fewer values, 76× fewer bytes to copy off the device.
+With ``plugin=True`` the labels come instead from one custom-domain node, ``icnet_deploy:UpsampleArgmax``
+(``plugin_graph``), that replaces the final Resize and the ArgMax: the engine never writes the
+19×H×W resized logits. Only TensorRT runs it (its plugin registered by ``build-engine --backend
+tensorrt``); the logits graph is verified before its ending is replaced, and the manifest records
+the op's name, version and the sha256 of its plugin sources (``details["plugin"]``).
 
 Size rule: the model is exact at any H, W ≥ 64 (every stride-2 step is ceil(n/2) and every
 upsampling targets a measured size, see ``model/icnet.py``), and a dynamic graph was checked
@@ -405,6 +410,28 @@ def _simplify_and_check(proto: Any, *, dynamic: bool, input_dims: list, output_d
     return proto
 
 
+def _with_plugin(proto: Any) -> tuple[Any, dict]:
+    """The verified logits graph with its final Resize (+ the labels' ArgMax) as the UpsampleArgmax op,
+    checked; and what the manifest records about the op."""
+    import onnx
+
+    from .plugin_graph import with_upsample_argmax
+    from .plugins import op_record
+
+    labelled = with_upsample_argmax(proto)
+    try:
+        onnx.checker.check_model(labelled)  # the custom domain's node itself has no schema to check
+    except onnx.checker.ValidationError as exc:
+        raise ModelError(f"graph with the plugin fails the ONNX checker: {str(exc).splitlines()[0]}") from exc
+    record = op_record() | {
+        "replaces": "the final Resize of the logits and the labels' ArgMax",
+        "runs_on": "TensorRT (build-engine --backend tensorrt registers the plugin); ONNX Runtime has no kernel for it",
+        "verified": "the logits graph it ends, before the replacement (export_parity); the op's labels equal those "
+                    "of that Resize + ArgMax (plugins/README.md)",
+    }
+    return labelled, record
+
+
 def _palette(num_classes: int) -> tuple[list[str], list[list[int]]]:
     from .data.labels import CLASS_NAMES, PALETTE
 
@@ -464,6 +491,7 @@ def export(
     max_logit_error: float = 1e-3,
     threads: int | None = None,
     config: Any = None,
+    plugin: bool = False,
     progress: Progress | None = None,
 ) -> Manifest:
     """Export ICNet to a verified ONNX file plus its manifest; returns the manifest.
@@ -473,7 +501,10 @@ def export(
     ``batch`` fix the input shape, or are the tracing size with ``dynamic=True`` (then batch,
     height and width are all dynamic, verified at ``verify_sizes`` — default: the export size
     and an odd size near ¾ of it — with batch 2). ``outputs="labels"`` ends the graph in ArgMax
-    + Cast to uint8. ``min_agreement`` is a percentage; see the module docstring for how the
+    + Cast to uint8; with ``plugin=True`` the graph ends instead in the UpsampleArgmax op
+    (``plugin_graph.with_upsample_argmax``: a TensorRT plugin, no resized logits), after the
+    logits graph it replaces the ending of was verified; ONNX Runtime cannot run that graph, TensorRT
+    can (``build_engine(..., backend="tensorrt")``). ``min_agreement`` is a percentage; see the module docstring for how the
     ``max_logit_error`` bound is applied. Raises ``IcnetDeployError`` for bad arguments or
     files (nothing written) and ``ParityError`` (with ``.report``) when verification fails.
     """
@@ -488,6 +519,8 @@ def export(
         )
     if outputs not in OUTPUT_KINDS:
         raise IcnetDeployError(f"outputs must be one of {', '.join(OUTPUT_KINDS)}, got {outputs!r}")
+    if plugin and outputs != "labels":
+        raise IcnetDeployError("the UpsampleArgmax plugin outputs labels: use it with outputs labels (--outputs labels --plugin)")
     if height < MIN_SIZE or width < MIN_SIZE:
         raise IcnetDeployError(f"export size {height}×{width}: height and width must be at least {MIN_SIZE}")
     if batch < 1:
@@ -515,20 +548,24 @@ def export(
         model.eval()
         try:
             num_classes = model.config.num_classes
+            if plugin and num_classes > 255:
+                raise IcnetDeployError(f"the UpsampleArgmax plugin writes uint8 labels: at most 255 classes, "
+                                       f"this model has {num_classes}")
             labels_dtype = torch.uint8 if num_classes <= 255 else torch.int32
             out_dtype = "float32" if outputs == "logits" else str(labels_dtype).removeprefix("torch.")
+            traced = "logits" if plugin else outputs  # the plugin replaces the logits graph's ending after verification
             if dynamic:
                 input_dims: list = ["batch", 3, "height", "width"]
             else:
                 input_dims = [batch, 3, height, width]
             output_dims = (
-                [input_dims[0], num_classes, input_dims[2], input_dims[3]] if outputs == "logits"
+                [input_dims[0], num_classes, input_dims[2], input_dims[3]] if traced == "logits"
                 else [input_dims[0], input_dims[2], input_dims[3]]
             )
 
             say(f"tracing at {batch}×3×{height}×{width} (opset {opset}{', dynamic' if dynamic else ''})")
             proto = _trace(model, height=height, width=width, batch=batch, dynamic=dynamic, opset=opset,
-                           outputs=outputs, labels_dtype=labels_dtype)
+                           outputs=traced, labels_dtype=labels_dtype)
             say("simplifying (onnxslim) and checking")
             proto = _simplify_and_check(proto, dynamic=dynamic, input_dims=input_dims, output_dims=output_dims)
 
@@ -550,6 +587,10 @@ def export(
                     error.report = report  # type: ignore[attr-defined]
                     raise error
                 parity = report.to_dict()
+            plugin_record = None
+            if plugin:
+                proto, plugin_record = _with_plugin(proto)
+                output_dims = [input_dims[0], input_dims[2], input_dims[3]]
         finally:
             model.train(was_training)
 
@@ -578,7 +619,7 @@ def export(
             model_config=json.loads(model.config.to_json()),
             checkpoint_sha256=info.get("sha256"),
             checkpoint_path=info.get("path"),
-            target="any",
+            target="tensorrt" if plugin else "any",
             versions=library_versions("torch", "onnx", "onnxruntime", "onnxslim"),
             details={
                 "opset": opset,
@@ -592,6 +633,7 @@ def export(
                 "verified": parity is not None,
                 "export_parity": parity,
                 "export_seconds": round(time.perf_counter() - started, 2),
+                **({"plugin": plugin_record} if plugin_record else {}),
             },
         )
         _embed(proto, manifest)

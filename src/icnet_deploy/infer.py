@@ -21,13 +21,16 @@ minimum / multiple when needed). The result is mapped back to the input size by 
 
 * ``none`` — the engine ran at the image's size;
 * ``logits-bilinear`` — logits engines: the labels of the logits resized bilinearly (as the model's
-  own upsampling does), computed without building the resized logits (``upsample.bilinear_argmax``);
+  own upsampling does), computed without building the resized logits (the UpsampleArgmax op,
+  ``plugins.upsample_argmax``);
 * ``labels-nearest`` — labels engines: the label map is resized with nearest neighbour (ids are
   never blended).
 
 Logits engines skip their own final upsample here (``Runner.infer_for_labels``): the 1/4-resolution
-logits go to the writer threads, which turn them into the same labels the full output would give.
-For an image that the engine ran at another size, those logits are upsampled straight to the
+logits go to the writer threads, which turn them into the same labels the full output would give
+(one CPU thread each: the pool already works on several images at once). Runners that make labels
+on the GPU (``Runner.labels_on_device``: CUDA runners with the Triton kernel) return them straight
+from the engine call, at the image's size, when a batch's images share one size. For an image that the engine ran at another size, those logits are upsampled straight to the
 image's size: one bilinear step, where the full output would have been resized a second time.
 
 The report counts which method each image got.
@@ -58,7 +61,7 @@ import numpy as np
 from .backends.base import MIN_SIZE, Runner
 from .data.transforms import preprocess, resize_image, resize_labels
 from .errors import DataError, IcnetDeployError
-from .upsample import bilinear_argmax
+from .plugins import upsample_argmax
 
 __all__ = [
     "infer_images",
@@ -110,17 +113,18 @@ def resize_method(output_kind: str, ran_at: tuple[int, int], size: tuple[int, in
 
 
 def to_labels(output: np.ndarray, output_kind: str, size: tuple[int, int],
-              ran_at: tuple[int, int] | None = None) -> tuple[np.ndarray, str]:
+              ran_at: tuple[int, int] | None = None, *, threads: int | None = None) -> tuple[np.ndarray, str]:
     """One image's engine output (C×h×w logits or h×w labels) → (uint8 H×W train ids at ``size``, method).
 
     Logits at any resolution — the engine's full output, or the 1/4-resolution logits of
     ``Runner.infer_for_labels`` — become the labels of their bilinear upsample to ``size``,
-    exactly (``upsample.bilinear_argmax``). ``ran_at`` is the size the engine ran at (default:
-    the output's), which is what ``method`` reports.
+    exactly (the UpsampleArgmax op, ``plugins.upsample_argmax``: the C kernel on ``threads``
+    threads, or the numpy reference ``upsample.bilinear_argmax``). ``ran_at`` is the size the
+    engine ran at (default: the output's), which is what ``method`` reports.
     """
     method = resize_method(output_kind, ran_at or output.shape[-2:], size)
     if output_kind == "logits":
-        return bilinear_argmax(output, size), method
+        return upsample_argmax(output, size, threads=threads), method
     labels = np.asarray(output).astype(np.uint8)
     return (labels if labels.shape == tuple(size) else resize_labels(labels, size)), method
 
@@ -132,7 +136,7 @@ def predict(runner: Runner, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         x = prepare(runner, image)
         if runner.batch_size and runner.batch_size > 1:
             x = np.repeat(x, runner.batch_size, axis=0)
-        out.append(to_labels(runner.infer_for_labels(x)[0], runner.output_kind, image.shape[:2], x.shape[-2:])[0])
+        out.append(runner.predict_labels(x, image.shape[:2])[0])
     return out
 
 
@@ -408,10 +412,13 @@ def _run(runner: Runner, source, output: Path, files: list[Path], names: list[di
                 stats["read"] += time.perf_counter() - t
         return i, image, x
 
-    def write(i: int, image: np.ndarray, out: np.ndarray, ran_at: tuple[int, int]) -> str:
+    def write(i: int, image: np.ndarray, out: np.ndarray, ran_at: tuple[int, int], on_device: bool) -> str:
         t = time.perf_counter()
         try:
-            labels, method = to_labels(out, runner.output_kind, image.shape[:2], ran_at)
+            if on_device:  # the labels of the logits' resize to the image's size, made on the GPU
+                labels, method = out, resize_method(runner.output_kind, ran_at, image.shape[:2])
+            else:  # one CPU thread each: the writer pool already runs several images at once
+                labels, method = to_labels(out, runner.output_kind, image.shape[:2], ran_at, threads=1)
             _write_outputs(image, labels, names[i])
             return method
         finally:
@@ -453,13 +460,15 @@ def _run(runner: Runner, source, output: Path, files: list[Path], names: list[di
         if static_batch is not None and len(group) < static_batch:  # pad a static-batch engine's last call
             x = np.concatenate([x, np.repeat(x[-1:], static_batch - len(group), axis=0)], axis=0)
         sizes_used.add(tuple(x.shape[2:]))
+        sizes = {g[1].shape[:2] for g in group}
+        on_device = runner.labels_on_device and len(sizes) == 1
         t = time.perf_counter()
-        out = runner.infer_for_labels(x)
+        out = runner.predict_labels(x, sizes.pop()) if on_device else runner.infer_for_labels(x)
         engine_s += time.perf_counter() - t
         for k, (i, image, _) in enumerate(group):
             while len(pending_writes) >= max_pending_writes:
                 finish_write(*pending_writes.popleft())
-            pending_writes.append((i, write_pool.submit(write, i, image, out[k], x.shape[-2:])))
+            pending_writes.append((i, write_pool.submit(write, i, image, out[k], x.shape[-2:], on_device)))
 
     depth = 2 * batch + readers  # decoded images allowed to wait for the engine
     with ThreadPoolExecutor(readers, thread_name_prefix="icnet-read") as read_pool, \

@@ -77,6 +77,7 @@ class Runner(ABC):
         self.num_classes: int = 19
         self.mean: tuple[float, float, float] | None = None
         self.std: tuple[float, float, float] | None = None
+        self.threads: int | None = None  # CPU threads of the engine, and of its label path on the CPU
 
     def _adopt_manifest(self, manifest) -> None:
         """Take the shape contract (batch, static size, size rule, output kind, normalisation)
@@ -123,12 +124,19 @@ class Runner(ABC):
         return self._timed(self._infer_for_labels_impl, batch)
 
     def predict_labels(self, batch: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
-        """N×H×W uint8 train ids at ``size`` (default: the input's), whichever kind of output the artifact has."""
-        from ..infer import to_labels
+        """N×H×W uint8 train ids at ``size`` (default: the input's), whichever kind of output the artifact has.
 
-        size = tuple(size) if size is not None else tuple(batch.shape[-2:])
-        out = self.infer_for_labels(batch)
-        return np.stack([to_labels(o, self.output_kind, size)[0] for o in out])
+        ``infer_for_labels`` then ``infer.to_labels`` (the UpsampleArgmax op on the CPU), or, where
+        ``labels_on_device``, the op on the GPU (``plugins.upsample_argmax_cuda``): the same labels,
+        and only N×H×W bytes copied to the host.
+        """
+        size = tuple(int(v) for v in size) if size is not None else tuple(batch.shape[-2:])
+        return self._timed(lambda b: self._predict_labels_impl(b, size), batch)
+
+    @property
+    def labels_on_device(self) -> bool:
+        """True when ``predict_labels`` computes the labels on the device (CUDA runners with the Triton kernel)."""
+        return False
 
     def _timed(self, run, batch: np.ndarray) -> np.ndarray:
         if not self.is_active:
@@ -142,7 +150,8 @@ class Runner(ABC):
 
     def describe(self) -> dict[str, Any]:
         """What runs: backend, device, precision, provider — for tables and reports."""
-        return {"name": self.name, "backend": self.backend, **self._describe_impl()}
+        return {"name": self.name, "backend": self.backend,
+                "labels_on": "gpu" if self.labels_on_device else "cpu", **self._describe_impl()}
 
     # -- hooks -----------------------------------------------------------------------------
     def _activate_impl(self) -> None:  # noqa: B027 - optional hook
@@ -153,6 +162,12 @@ class Runner(ABC):
 
     def _infer_for_labels_impl(self, batch: np.ndarray) -> np.ndarray:
         return self._infer_impl(batch)
+
+    def _predict_labels_impl(self, batch: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        from ..infer import to_labels
+
+        out = self._infer_for_labels_impl(batch)
+        return np.stack([to_labels(o, self.output_kind, size, threads=self.threads)[0] for o in out])
 
     def _deactivate_impl(self) -> None:  # noqa: B027 - optional hook
         pass

@@ -14,7 +14,7 @@ from ..errors import ArtifactError, BackendUnavailable
 from .base import Runner
 
 __all__ = ["create_session", "OnnxRuntimeRunner", "INSTALL_HINT", "resolve_providers", "active_provider",
-           "coarse_logits_graph", "final_resize_source"]
+           "coarse_logits_graph", "final_resize_source", "refuse_plugin_graph"]
 
 INSTALL_HINT = "pip install icnet-deploy[cpu]  (or icnet-deploy[gpu] for onnxruntime-gpu; never both)"
 
@@ -128,6 +128,17 @@ def coarse_logits_graph(proto: Any) -> Any | None:
     return coarse
 
 
+def refuse_plugin_graph(path: str | Path, manifest: Any) -> None:
+    """``BackendUnavailable`` for a graph that ends in the UpsampleArgmax TensorRT plugin (``export --plugin``):
+    ONNX Runtime has no kernel for it, and its own error would not say what to do instead."""
+    plugin = (manifest.details or {}).get("plugin")
+    if plugin:
+        raise BackendUnavailable(
+            f"{path}: ends in the {plugin.get('domain', 'icnet_deploy')}:{plugin.get('name', 'UpsampleArgmax')} TensorRT "
+            "plugin, which ONNX Runtime cannot run; build a TensorRT engine from it (build-engine --backend tensorrt) "
+            "or export without --plugin for ONNX Runtime")
+
+
 # --------------------------------------------------------------------------------------------
 # the runner
 # --------------------------------------------------------------------------------------------
@@ -217,6 +228,7 @@ class OnnxRuntimeRunner(Runner):
         manifest = manifest if manifest is not None else read_manifest(self.path)
         if manifest.format != "onnx":
             raise ArtifactError(f"{self.path}: is a {manifest.format} artifact, not an ONNX model")
+        refuse_plugin_graph(self.path, manifest)
         super().__init__(name or f"onnx-{manifest.precision}")
         self._adopt_manifest(manifest)
         self.device, self.requested_provider, self.threads = device, provider, threads

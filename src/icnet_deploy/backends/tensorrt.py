@@ -107,17 +107,25 @@ def _mark_coarse_output(network: Any, name: str | None) -> str | None:
 
 def build_serialized_engine(onnx_path: str | Path, *, dynamic: bool = False, shape: tuple[list, tuple[int, int]] | None = None,
                             workspace_mib: int = 4096, timing_cache: str | Path | None = None,
-                            device: int = 0, coarse_output: str | None = None) -> EngineBuild:
+                            device: int = 0, coarse_output: str | None = None, plugin: bool = False) -> EngineBuild:
     """Parse ``onnx_path`` into a strongly typed network and build a serialised engine.
 
     ``shape`` = (the manifest's input_shape, (height, width) to optimise for) sets the
     optimisation profile of a ``dynamic`` model. ``timing_cache``: read if it exists, written
     (atomically) after the build, so rebuilds on the same GPU skip kernel timing.
     ``coarse_output``: the ONNX tensor the final Resize reads, marked as an extra output
-    (``_mark_coarse_output``) and recorded as ``details["coarse_output"]``.
+    (``_mark_coarse_output``) and recorded as ``details["coarse_output"]``. ``plugin``: the graph
+    ends in the UpsampleArgmax op, so its TensorRT plugin is registered before the parser looks
+    for it (``plugins.register_tensorrt_plugin``), and recorded as ``details["plugin"]``.
     """
     trt = require()
     import torch
+
+    record = None
+    if plugin:
+        from ..plugins import register_tensorrt_plugin
+
+        record = register_tensorrt_plugin()
 
     torch.cuda.set_device(device)
     logger = _logger(trt)
@@ -160,12 +168,24 @@ def build_serialized_engine(onnx_path: str | Path, *, dynamic: bool = False, sha
         "timing_cache": str(cache_path) if cache_path else None,
         "optimization_profile": profile_info,
         "coarse_output": coarse,
+        **({"plugin": record} if record else {}),
     }
     return EngineBuild(engine=bytes(memoryview(plan)), details=details, versions={"tensorrt": trt.__version__})
 
 
 def check_compatible(path: str | Path, manifest: Any, trt: Any, device: int = 0) -> None:
-    """Refuse an engine built with another TensorRT version or for another GPU architecture."""
+    """Refuse an engine built with another TensorRT version or for another GPU architecture, or with
+    other sources of its UpsampleArgmax plugin than this icnet-deploy's (the plugin runs from them)."""
+    built_plugin = manifest.details.get("plugin")
+    if built_plugin:
+        from ..plugins import op_record
+
+        here = op_record()
+        if (built_plugin.get("version"), built_plugin.get("source_sha256")) != (here["version"], here["source_sha256"]):
+            raise ArtifactError(f"{path}: engine was built with the {here['name']} plugin v{built_plugin.get('version')} "
+                                f"from sources sha256 {str(built_plugin.get('source_sha256'))[:12]}…, this icnet-deploy "
+                                f"has v{here['version']} ({here['source_sha256'][:12]}…); rebuild it with build-engine "
+                                "--backend tensorrt")
     built_trt = manifest.details.get("tensorrt") or manifest.versions.get("tensorrt")
     if built_trt and built_trt != trt.__version__:
         raise ArtifactError(f"{path}: engine was built with TensorRT {built_trt}, this is TensorRT {trt.__version__}; "
@@ -220,6 +240,10 @@ class TensorRTRunner(Runner):
 
         check_compatible(self.path, self.manifest, trt, self.device_index)
         torch.cuda.set_device(self.device_index)
+        if self.manifest.details.get("plugin"):  # before deserialising: the engine calls the plugin by name
+            from ..plugins import register_tensorrt_plugin
+
+            register_tensorrt_plugin()
         self._trt = trt
         self._runtime = trt.Runtime(_logger(trt))
         self._engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
@@ -239,11 +263,31 @@ class TensorRTRunner(Runner):
         return self._execute(batch, self.manifest.output_name)
 
     def _infer_for_labels_impl(self, batch: np.ndarray) -> np.ndarray:
-        coarse = self.manifest.details.get("coarse_output")
-        return self._execute(batch, coarse if coarse in self._outputs else self.manifest.output_name)
+        return self._execute(batch, self._coarse_name())
 
-    def _execute(self, batch: np.ndarray, wanted: str) -> np.ndarray:
-        """Run the engine; copy only the output ``wanted`` to the host (the first output if it has no such name)."""
+    def _coarse_name(self) -> str:
+        coarse = self.manifest.details.get("coarse_output")
+        return coarse if coarse in self._outputs else self.manifest.output_name
+
+    @property
+    def labels_on_device(self) -> bool:
+        """A logits engine, with the Triton kernel: labels from its coarse logits without leaving the GPU
+        (an engine built with the UpsampleArgmax plugin outputs labels itself)."""
+        from ..plugins import cuda_available
+
+        return self.output_kind == "logits" and cuda_available()[0]
+
+    def _predict_labels_impl(self, batch: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        if not self.labels_on_device:
+            return super()._predict_labels_impl(batch, size)
+        from ..plugins import upsample_argmax_cuda
+
+        logits = self._execute(batch, self._coarse_name(), to_host=False)
+        return upsample_argmax_cuda(logits, size).cpu().numpy()
+
+    def _execute(self, batch: np.ndarray, wanted: str, to_host: bool = True) -> Any:
+        """Run the engine; copy only the output ``wanted`` to the host (the first output if it has no such
+        name), or with ``to_host=False`` return it as a CUDA tensor (the engine's stream has finished)."""
         import torch
 
         trt, engine, context = self._trt, self._engine, self._context
@@ -264,6 +308,8 @@ class TensorRTRunner(Runner):
             raise IcnetDeployError(f"{self.name}: TensorRT execution failed (see the TensorRT log)")
         self._stream.synchronize()
         out = outputs.get(wanted, next(iter(outputs.values())))
+        if not to_host:
+            return out
         result = out.cpu().numpy()
         return result.astype(np.float32) if self.output_kind == "logits" and result.dtype != np.float32 else result
 

@@ -56,14 +56,35 @@ class TorchRunner(Runner):
     def _infer_for_labels_impl(self, batch: np.ndarray) -> np.ndarray:
         return self._run(batch, coarse=True)
 
+    @property
+    def labels_on_device(self) -> bool:
+        """On CUDA, with the Triton kernel: labels from the coarse logits without leaving the GPU."""
+        from ..plugins import cuda_available
+
+        return self.device.startswith("cuda") and self.output_kind == "logits" and cuda_available()[0]
+
+    def _predict_labels_impl(self, batch: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        if not self.labels_on_device:
+            return super()._predict_labels_impl(batch, size)
+        import torch
+
+        from ..plugins import upsample_argmax_cuda
+
+        with torch.inference_mode():
+            coarse = self._forward(self._device_input(batch), True)  # float16 logits stay float16: exact either way
+            return upsample_argmax_cuda(coarse, size).cpu().numpy()
+
+    def _device_input(self, batch: np.ndarray) -> Any:
+        import torch
+
+        x = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
+        return x.half() if self.precision == "fp16" else x
+
     def _run(self, batch: np.ndarray, coarse: bool) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
-            x = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
-            if self.precision == "fp16":
-                x = x.half()
-            return self._forward(x, coarse).float().cpu().numpy()
+            return self._forward(self._device_input(batch), coarse).float().cpu().numpy()
 
     def _forward(self, x: Any, coarse: bool) -> Any:
         """The model on a ready device tensor: its full output, or ``forward_coarse``'s where asked and it has one."""

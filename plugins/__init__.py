@@ -1,0 +1,1 @@
+"""Native implementations of fused ops (installed as ``icnet_deploy.kernels``; see plugins/README.md)."""
