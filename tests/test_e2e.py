@@ -118,7 +118,8 @@ def _sabotaged(int8_engine: Path, _fp32: Path) -> Path:
 
     from icnet_deploy.manifest import read_manifest
 
-    classifier = next(n for n, why in read_manifest(int8_engine).details["fp32_layers"].items() if "classifier" in why)
+    classifier = next(n for n, why in read_manifest(int8_engine).details["fp32_layers"].items()
+                      if why.startswith("classifier"))
 
     def edit(graph):
         conv = next(n for n in graph.node if n.name == classifier)
