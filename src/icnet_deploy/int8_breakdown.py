@@ -19,8 +19,8 @@ Agreement falls from one to the next; the steps are what weight rounding, range 
 activation rounding cost. They are steps in that order, not an exact additive split: the effects
 interact (GPTQ's biases, for one, absorb part of the activations' rounding bias, so fp32 weights
 with int8 activations can agree *less* than the engine: 96.80% on the photos against 97.99%). On
-the shipped checkpoint's fixed-rule engine at 1024×2048, `check`'s sets (session 23): photos 99.66
-→ 98.96 → 97.99%, generated scenes 99.98 → 99.80 → 99.78%.
+the shipped checkpoint's fixed-rule engine at 1024×2048 with calibrated ranges and `check`'s sets:
+photos 99.66 → 98.96 → 97.99%, generated scenes 99.98 → 99.80 → 99.78%.
 """
 
 from __future__ import annotations

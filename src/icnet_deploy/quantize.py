@@ -127,10 +127,9 @@ FP16_KEEP_OPS = ("Resize", "MatMul")
 # FP16: blocks (``block_of`` names, first part) kept fp32 as well: the trunk's stem, which reads
 # the (half-size) image. Measured at 1024×2048 on the shipped checkpoint (dbaead59) against fp32,
 # real photographs (the set whose near-tied pixels flip first) / scenes, once the fp32 islands
-# really are fp32 (``_drop_fp16_round_trips``; before session 20 every activation between two
-# fp32 nodes was still rounded to fp16): all-fp16 99.932% / 99.998%, stem fp32 99.948%, stem and
-# layer1 99.955% (check's fp16 gate is 99.9; with the rounded islands the same three gave 99.889,
-# 99.903 and 99.927% on this or the 43,000-iteration checkpoint). The stem is 12.8% of the MACs
+# really are fp32 (``_drop_fp16_round_trips``: otherwise every activation between two fp32 nodes
+# is still rounded to fp16): all-fp16 99.932% / 99.998%, stem fp32 99.948%, stem and layer1 99.955%
+# (check's fp16 gate is 99.9; with the rounded islands the same three gave 99.889, 99.903 and 99.927%). The stem is 12.8% of the MACs
 # (layer1 another 6.5%): on a GPU that is what the photos' margin costs; ``--fp32-layer`` replaces it.
 FP16_KEEP_BLOCKS = ("stem",)
 
