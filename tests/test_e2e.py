@@ -92,7 +92,7 @@ def test_int8_engine_passes_the_gate(int8_engine, tmp_path):
                 and c.get("classname") == "parity.photos")
     assert all(f"{r['image']}: agreement" in case.find("system-out").text for r in photos["per_image"])
     # the engine knows the CPU it was built on, and check says which one it ran on
-    assert data["environment"]["int8_kernel"] == data["engine"]["built_on_cpu"]["int8_kernel"]
+    assert data["environment"]["int8_kernel"] == data["engine"]["manifest"]["details"]["cpu"]["int8_kernel"]
 
 
 def _write_variant(engine: Path, out: Path, edit, note: str) -> Path:

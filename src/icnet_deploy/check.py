@@ -301,9 +301,6 @@ def check(
             if samples:
                 results.append(stats.result())
         engine_info, eager_info = runner.describe(), eager.describe()
-    built_on = manifest.details.get("cpu") if manifest.precision == "int8" else None
-    if built_on:
-        engine_info["built_on_cpu"] = built_on
     eager_info["checkpoint"] = str(getattr(eager, "_checkpoint", None))
     eager_info["checkpoint_sha256"] = manifest.checkpoint_sha256
     engine_info["manifest"] = manifest.to_dict()

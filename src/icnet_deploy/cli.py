@@ -874,8 +874,9 @@ def _check_table(result: dict, engine: str) -> Table:
     if env.get("cpu"):
         from .machine import describe_cpu
 
+        built_on = ((e.get("manifest") or {}).get("details") or {}).get("cpu")  # INT8 builds record it
         cpu_line = f"ran on {env['cpu']} (int8 kernel {env.get('int8_kernel')})" + (
-            f"; built on {describe_cpu(e['built_on_cpu'])}" if e.get("built_on_cpu") else "") + "\n"
+            f"; built on {describe_cpu(built_on)}" if built_on else "") + "\n"
     table.caption = (cpu_line + f"within δ: the engine's class scored by eager within {delta:g} logit of eager's best; near ties "
                      f"(not gated): pixels whose two best eager logits are within {NEAR_TIE_LOGIT:g}, in brackets the "
                      "agreement on the other pixels\n" + "\n".join(lines) + extra)
