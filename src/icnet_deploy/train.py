@@ -37,6 +37,7 @@ from .errors import DataError
 from .fileio import atomic_path, ensure_parent
 from .hashing import sha256_bytes
 from .model.config import get_config
+from .model.build import build_model
 from .model.icnet import ICNet
 from .model.losses import cascade_label_guidance_loss
 from .model.weights import read_checkpoint, save_checkpoint
@@ -242,7 +243,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[int, dict]
     except DataError:
         val_images, val_labels = [], []
 
-    model = ICNet(get_config(cfg.config))
+    model = build_model(get_config(cfg.config))
     if cfg.init:
         state, _ = read_checkpoint(cfg.init, model.config)
         model.load_state_dict(state)

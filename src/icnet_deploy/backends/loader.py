@@ -155,12 +155,12 @@ def eager_reference(manifest=None, checkpoint: str | Path | None = None, artifac
         import torch
 
         from ..model.config import ICNetConfig
-        from ..model.icnet import ICNet
+        from ..model.build import build_model
 
         config = ICNetConfig.from_json(json.dumps(manifest.model_config))
         with torch.random.fork_rng():
             torch.manual_seed(0)
-            model = ICNet(config).eval()
+            model = build_model(config).eval()
         return TorchRunner(model=model, device=device, precision=precision, threads=threads, name=name)
     return TorchRunner(checkpoint=path, device=device, precision=precision, threads=threads, name=name)
 

@@ -37,12 +37,15 @@ class ConvBNReLU(nn.Sequential):
 
 
 class Bottleneck(nn.Module):
-    """1×1 reduce → 3×3 (stride, dilation) → 1×1 expand, plus projection shortcut when needed."""
+    """1×1 reduce → 3×3 (stride, dilation) → 1×1 expand, plus projection shortcut when needed.
 
-    def __init__(self, in_ch: int, mid_ch: int, out_ch: int, stride: int = 1, dilation: int = 1) -> None:
+    ``reduce_stride`` puts the stride on the 1×1 reduce instead (Caffe's ResNet, the original ICNet)."""
+
+    def __init__(self, in_ch: int, mid_ch: int, out_ch: int, stride: int = 1, dilation: int = 1,
+                 reduce_stride: bool = False) -> None:
         super().__init__()
-        self.reduce = ConvBNReLU(in_ch, mid_ch, 1)
-        self.conv = ConvBNReLU(mid_ch, mid_ch, 3, stride=stride, dilation=dilation)
+        self.reduce = ConvBNReLU(in_ch, mid_ch, 1, stride=stride if reduce_stride else 1)
+        self.conv = ConvBNReLU(mid_ch, mid_ch, 3, stride=1 if reduce_stride else stride, dilation=dilation)
         self.expand = ConvBNReLU(mid_ch, out_ch, 1, relu=False)
         self.shortcut = (
             ConvBNReLU(in_ch, out_ch, 1, stride=stride, relu=False) if stride != 1 or in_ch != out_ch else nn.Identity()
@@ -53,8 +56,11 @@ class Bottleneck(nn.Module):
         return self.relu(self.expand(self.conv(self.reduce(x))) + self.shortcut(x))
 
 
-def _stage(in_ch: int, mid_ch: int, out_ch: int, blocks: int, stride: int, dilation: int) -> nn.Sequential:
-    layers = [Bottleneck(in_ch, mid_ch, out_ch, stride=stride, dilation=dilation)]
+def _stage(in_ch: int, mid_ch: int, out_ch: int, blocks: int, stride: int, dilation: int,
+           reduce_stride: bool = False, contract_dilation: bool = False) -> nn.Sequential:
+    # contract_dilation: the first block at half the dilation (mmseg's ResLayer)
+    first = dilation // 2 if contract_dilation and dilation > 1 else dilation
+    layers = [Bottleneck(in_ch, mid_ch, out_ch, stride=stride, dilation=first, reduce_stride=reduce_stride)]
     layers += [Bottleneck(out_ch, mid_ch, out_ch, dilation=dilation) for _ in range(blocks - 1)]
     return nn.Sequential(*layers)
 
@@ -65,7 +71,7 @@ class DilatedResNet(nn.Module):
     def __init__(self, config: ICNetConfig) -> None:
         super().__init__()
         c = config.channels
-        stem = (c(64), c(64), c(128))
+        stem = config.stem()
         self.stem = nn.Sequential(
             ConvBNReLU(3, stem[0], 3, stride=2),
             ConvBNReLU(stem[0], stem[1], 3),
@@ -76,8 +82,8 @@ class DilatedResNet(nn.Module):
         d4, d5 = config.dilations
         b = config.blocks
         self.layer1 = _stage(stem[2], c(64), c(256), b[0], stride=1, dilation=1)
-        self.layer2 = _stage(c(256), c(128), c(512), b[1], stride=2, dilation=1)
-        self.layer3 = _stage(c(512), c(256), c(1024), b[2], stride=1, dilation=d4)
-        self.layer4 = _stage(c(1024), c(512), c(2048), b[3], stride=1, dilation=d5)
+        self.layer2 = _stage(c(256), c(128), c(512), b[1], stride=2, dilation=1, reduce_stride=config.reduce_stride)
+        self.layer3 = _stage(c(512), c(256), c(1024), b[2], stride=1, dilation=d4, contract_dilation=config.contract_dilation)
+        self.layer4 = _stage(c(1024), c(512), c(2048), b[3], stride=1, dilation=d5, contract_dilation=config.contract_dilation)
         self.out_channels = c(2048)
         self.mid_channels = c(512)  # conv3_1, the 1/16 feature the medium branch fuses

@@ -58,8 +58,24 @@ def branch_sizes(height: int, width: int) -> dict[str, tuple[int, int]]:
     return sizes
 
 
-def _resize(x: Tensor, size) -> Tensor:
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+def _resize(x: Tensor, size, align_corners: bool = False) -> Tensor:
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
+
+
+# The Caffe prototxt's average-pooling windows (kernel, stride) per bin, for the 1/32 feature of its
+# 1025×2049 input (33×65); at other sizes the Caffe network does not exist and the exact
+# adaptive windows stand in.
+_CAFFE_POOL_WINDOWS = {
+    33: {1: (33, 33), 2: (17, 16), 3: (13, 10), 6: (8, 5)},
+    65: {1: (65, 65), 2: (33, 32), 3: (25, 20), 6: (15, 10)},
+}
+
+
+def caffe_pool_windows(n, bins: int) -> tuple[int, int] | None:
+    """(kernel, stride) of the Caffe release's pooling for a feature side of ``n``, or None."""
+    if not isinstance(n, int):
+        return None
+    return _CAFFE_POOL_WINDOWS.get(n, {}).get(bins)
 
 
 def upsample_logits(logits: Tensor, size) -> Tensor:
@@ -67,17 +83,23 @@ def upsample_logits(logits: Tensor, size) -> Tensor:
     return _resize(logits, size)
 
 
-def adaptive_pool_matrix(n, bins: int, like: Tensor) -> Tensor:
+def adaptive_pool_matrix(n, bins: int, like: Tensor, caffe: bool = False) -> Tensor:
     """bins×n averaging matrix with exact ``adaptive_avg_pool`` windows.
 
     Window i covers [floor(i·n/bins), ceil((i+1)·n/bins)). Built from arange and integer
     arithmetic on the feature size, so the ONNX graph uses Range/Div/Less/MatMul — no Gather,
-    no loops — and stays correct when the size is dynamic.
+    no loops — and stays correct when the size is dynamic. ``caffe``: the Caffe release's fixed
+    windows (start i·stride, ``kernel`` long, clipped) where ``caffe_pool_windows`` knows them.
     """
     j = torch.arange(n, device=like.device)
     i = torch.arange(bins, device=like.device)
-    start = (i * n) // bins
-    end = ((i + 1) * n + bins - 1) // bins
+    window = caffe_pool_windows(n, bins) if caffe else None
+    if window is not None:
+        start = i * window[1]
+        end = torch.clamp(start + window[0], max=n)
+    else:
+        start = (i * n) // bins
+        end = ((i + 1) * n + bins - 1) // bins
     inside = (j.unsqueeze(0) >= start.unsqueeze(1)) & (j.unsqueeze(0) < end.unsqueeze(1))
     return inside.to(like.dtype) / (end - start).unsqueeze(1).to(like.dtype)
 
@@ -85,18 +107,19 @@ def adaptive_pool_matrix(n, bins: int, like: Tensor) -> Tensor:
 class PyramidPoolingSum(nn.Module):
     """ICNet's pyramid pooling: average pools with the given bins, upsampled and summed with x."""
 
-    def __init__(self, bins: tuple[int, ...]) -> None:
+    def __init__(self, bins: tuple[int, ...], align_corners: bool = False, caffe_pooling: bool = False) -> None:
         super().__init__()
         self.bins = tuple(bins)
+        self.align_corners, self.caffe_pooling = align_corners, caffe_pooling
 
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2], x.shape[-1]
         out = x
         for b in self.bins:
-            rows = adaptive_pool_matrix(h, b, x)  # b×h
-            cols = adaptive_pool_matrix(w, b, x)  # b×w
+            rows = adaptive_pool_matrix(h, b, x, self.caffe_pooling)  # b×h
+            cols = adaptive_pool_matrix(w, b, x, self.caffe_pooling)  # b×w
             pooled = torch.matmul(torch.matmul(rows, x), cols.transpose(0, 1))  # N×C×b×b
-            out = out + _resize(pooled, (h, w))
+            out = out + _resize(pooled, (h, w), self.align_corners)
         return out
 
 
@@ -105,15 +128,16 @@ class CascadeFeatureFusion(nn.Module):
     plus a 1×1 projection + BN of the high-res feature; sum and ReLU. The auxiliary classifier
     on the upsampled low-res feature is the cascade label guidance head (training only)."""
 
-    def __init__(self, low_ch: int, high_ch: int, out_ch: int, num_classes: int) -> None:
+    def __init__(self, low_ch: int, high_ch: int, out_ch: int, num_classes: int, align_corners: bool = False) -> None:
         super().__init__()
+        self.align_corners = align_corners
         self.low = ConvBNReLU(low_ch, out_ch, 3, dilation=2, relu=False)
         self.high = ConvBNReLU(high_ch, out_ch, 1, relu=False)
         self.aux_classifier = nn.Conv2d(low_ch, num_classes, 1)
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, low: Tensor, high: Tensor) -> tuple[Tensor, Tensor]:
-        low_up = _resize(low, high.shape[-2:])
+        low_up = _resize(low, high.shape[-2:], self.align_corners)
         fused = self.relu(self.low(low_up) + self.high(high))
         return fused, low_up
 
@@ -126,7 +150,7 @@ class ICNet(nn.Module):
         super().__init__()
         self.config = config = config or ICNetConfig()
         self.trunk = DilatedResNet(config)
-        self.pyramid = PyramidPoolingSum(config.pool_bins)
+        self.pyramid = PyramidPoolingSum(config.pool_bins, config.align_corners, config.caffe_pooling)
         self.conv5_4 = ConvBNReLU(self.trunk.out_channels, config.channels(512), 1)
         ch = config.high_res_channels
         self.high_res = nn.Sequential(
@@ -135,8 +159,9 @@ class ICNet(nn.Module):
             ConvBNReLU(ch[1], ch[2], 3, stride=2),
         )
         k = config.cff_channels
-        self.cff_16 = CascadeFeatureFusion(config.channels(512), self.trunk.mid_channels, k, config.num_classes)
-        self.cff_8 = CascadeFeatureFusion(k, ch[2], k, config.num_classes)
+        ac = config.align_corners
+        self.cff_16 = CascadeFeatureFusion(config.channels(512), self.trunk.mid_channels, k, config.num_classes, ac)
+        self.cff_8 = CascadeFeatureFusion(k, ch[2], k, config.num_classes, ac)
         self.classifier = nn.Conv2d(k, config.num_classes, 1)
         self._init_weights()
 
@@ -149,6 +174,10 @@ class ICNet(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+
+    def training_only_modules(self) -> list[nn.Module]:
+        """The cascade label guidance heads: trained, never run at inference."""
+        return [self.cff_16.aux_classifier, self.cff_8.aux_classifier]
 
     def forward(self, x: Tensor) -> Tensor | CascadeOutputs:
         out = self.forward_coarse(x)
@@ -164,19 +193,22 @@ class ICNet(nn.Module):
         """
         height, width = x.shape[-2], x.shape[-1]
         t = self.trunk
+        ac = self.config.align_corners
         # Shared trunk on the 1/2 image, up to conv3_1 (1/16 of the input).
-        half = _resize(x, (_half(height), _half(width)))
+        half = _resize(x, (_half(height), _half(width)), ac)
         f = t.layer1(t.maxpool(t.stem(half)))
         f16 = t.layer2[0](f)
         # Low-resolution branch: conv3_1 features resized to 1/32, then the deep, dilated part.
-        low = _resize(f16, (_half(f16.shape[-2]), _half(f16.shape[-1])))
+        low = _resize(f16, (_half(f16.shape[-2]), _half(f16.shape[-1])), ac)
         low = t.layer4(t.layer3(t.layer2[1:](low)))
         low = self.conv5_4(self.pyramid(low))
         # Two cascade fusions, then the classifier at 1/4.
         fused16, low_up16 = self.cff_16(low, f16)
         high = self.high_res(x)
         fused8, low_up8 = self.cff_8(fused16, high)
-        quarter = _resize(fused8, (2 * fused8.shape[-2], 2 * fused8.shape[-1]))
+        # ×2 to 1/4; Caffe's Interp (zoom 2, corners aligned) gives 2n − 1 rows, its input 1025 → 257
+        grow = 1 if ac else 0
+        quarter = _resize(fused8, (2 * fused8.shape[-2] - grow, 2 * fused8.shape[-1] - grow), ac)
         logits = self.classifier(quarter)
         if self.training:
             return CascadeOutputs(

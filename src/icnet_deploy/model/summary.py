@@ -22,15 +22,21 @@ def count_flops(model: ICNet, height: int, width: int) -> float:
     return float(counter.get_total_flops())
 
 
+def _branch_sizes(config):
+    if config.variant == "mmseg":
+        from .icnet_mmseg import mmseg_branch_sizes
+
+        return mmseg_branch_sizes
+    return branch_sizes
+
+
 def model_summary(model: ICNet, height: int = 1024, width: int = 2048) -> dict:
     """A JSON-ready description of the model at one input size."""
     if height < MIN_SIZE or width < MIN_SIZE:
         raise ValueError(f"input size must be at least {MIN_SIZE}×{MIN_SIZE}, got {height}×{width}")
     info = getattr(model, "checkpoint_info", None) or {}
     params = sum(p.numel() for p in model.parameters())
-    inference_params = params - sum(
-        p.numel() for m in (model.cff_16.aux_classifier, model.cff_8.aux_classifier) for p in m.parameters()
-    )
+    inference_params = params - sum(p.numel() for m in model.training_only_modules() for p in m.parameters())
     flops = count_flops(model, height, width)
     return {
         "config": asdict(model.config),
@@ -39,7 +45,7 @@ def model_summary(model: ICNet, height: int = 1024, width: int = 2048) -> dict:
         "size": [height, width],
         "gflops": flops / 1e9,
         "gmacs": flops / 2e9,
-        "branches": {k: list(v) for k, v in branch_sizes(height, width).items()},
+        "branches": {k: list(v) for k, v in _branch_sizes(model.config)(height, width).items()},
         "checkpoint": info.get("path"),
         "sha256": info.get("sha256"),
         "provenance": info.get("provenance", {}),

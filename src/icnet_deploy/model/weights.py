@@ -20,6 +20,7 @@ from ..errors import ModelError
 from ..fileio import atomic_path, refuse_overwriting
 from ..hashing import sha256_file
 from .config import ICNetConfig, get_config
+from .build import build_model
 from .icnet import ICNet
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "average_checkpoints",
     "adjust_logits",
     "CheckpointInfo",
+    "write_weights",
 ]
 
 SHIPPED_CHECKPOINT_NAME = "icnet_r50_half_synthetic.safetensors"
@@ -161,7 +163,7 @@ def load_model(
         checkpoint = shipped_checkpoint()
         if checkpoint is None:
             warnings.warn("no shipped checkpoint found: using fresh random weights", stacklevel=2)
-            model = ICNet(config or get_config("icnet_r50_half"))
+            model = build_model(config or get_config("icnet_r50_half"))
             model.checkpoint_info = CheckpointInfo(config=model.config, provenance={"weights": "random"}, path=None, sha256=None)
             return model.eval()
     state, info = read_checkpoint(checkpoint, config)
@@ -169,7 +171,7 @@ def load_model(
         raise ModelError(
             f"{checkpoint}: checkpoint has {state['classifier.weight'].shape[0]} classes but the config expects {config.num_classes}"
         )
-    model = ICNet(info.config)
+    model = build_model(info.config)
     _load_into(model, state, Path(checkpoint))
     model.checkpoint_info = info
     return model.eval()
@@ -247,3 +249,8 @@ def adjust_logits(path: str | Path, out: str | Path, class_weights: list[float] 
                                       "source": {"path": str(path), "sha256": info["sha256"]}}
     _write_state(state, info.config, provenance, out)
     return provenance
+
+
+def write_weights(state: dict[str, torch.Tensor], config: ICNetConfig, provenance: dict[str, Any], path: str | Path) -> None:
+    """Write a state dict made elsewhere (a converted checkpoint) with its config and provenance, atomically."""
+    _write_state(state, config, provenance, path)
