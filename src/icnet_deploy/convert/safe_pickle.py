@@ -19,7 +19,6 @@ checks that every value is a tensor.
 from __future__ import annotations
 
 import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +113,7 @@ def load_pth(path: str | Path) -> tuple[Any, str]:
         return torch.load(str(path), map_location="cpu", weights_only=True), "weights_only"
     except pickle.UnpicklingError:
         pass  # a global outside the weights-only allow-list: decide with the restricted reader below
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - garbage makes the unpickler fail in any way (KeyError, EOFError, …)
         raise ModelError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): {_first_line(exc)}") from None
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=False, pickle_module=_RestrictedPickleModule)
