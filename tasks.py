@@ -70,7 +70,8 @@ def torch_install_args(index: str = TORCH_CPU_INDEX, timeout: float = PROBE_TIME
 
 
 def setup() -> None:
-    """Create the venv and install the package with the CPU runtime and dev tools (idempotent)."""
+    """Create the venv and install the package with the CPU runtime, dev tools and mmsegmentation (for the
+    conversion equivalence tests) (idempotent)."""
     if sys.version_info < (3, 10):
         sys.exit(f"Python 3.10+ is needed, this is {sys.version.split()[0]}")
     stamp = VENV / ".icnet-deploy-installed"
@@ -85,7 +86,7 @@ def setup() -> None:
     pip = (PYTHON, "-m", "pip", "install", "--disable-pip-version-check", "-q")
     run(*pip, "--upgrade", "pip")
     run(*pip, *torch_install_args())
-    run(*pip, "-e", ".[cpu,dev]")
+    run(*pip, "-e", ".[cpu,dev,mmseg-test]")
     stamp.write_text(want)
 
 
