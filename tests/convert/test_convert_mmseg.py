@@ -132,3 +132,17 @@ def test_a_damaged_mmseg_checkpoint_lists_each_problem(r50, tmp_path):
     assert "class count: auxiliary_head.1.conv_seg.weight has 7 classes" in text
     assert "unexpected key backbone.extra.weight" in text
     assert not out.exists()
+
+
+def test_the_deployment_path_takes_a_converted_model(r50, tmp_path):
+    """export → build-engine --fp16 → infer, at a small size, on the converted checkpoint."""
+    _, _, _, checkpoint = r50
+    fp32, fp16 = tmp_path / "r50.onnx", tmp_path / "r50_fp16.onnx"
+    result = cli.invoke(app, ["export", "--checkpoint", str(checkpoint), "--height", "128", "--width", "256",
+                              "-o", str(fp32), "--verify-images", "1"])
+    assert result.exit_code == 0, result.output
+    result = cli.invoke(app, ["build-engine", str(fp32), "--fp16", "-o", str(fp16)])
+    assert result.exit_code == 0, result.output
+    result = cli.invoke(app, ["infer", str(PHOTOS / "coffee.png"), "--engine", str(fp16), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "coffee_labelTrainIds.png").is_file()

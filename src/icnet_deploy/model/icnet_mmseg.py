@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from .backbone import ConvBNReLU, DilatedResNet
 from .config import ICNetConfig
-from .icnet import CascadeOutputs, adaptive_pool_matrix, upsample_logits
+from .icnet import CascadeOutputs, ICNet, adaptive_pool_matrix
 
 __all__ = ["ICNetMMSeg", "mmseg_branch_sizes"]
 
@@ -132,11 +132,7 @@ class ICNetMMSeg(nn.Module):
     def training_only_modules(self) -> list[nn.Module]:
         return [self.aux_16, self.aux_8]
 
-    def forward(self, x: Tensor) -> Tensor | CascadeOutputs:
-        out = self.forward_coarse(x)
-        if self.training:
-            return out
-        return upsample_logits(out, (x.shape[-2], x.shape[-1]))
+    forward = ICNet.forward  # the same contract: forward_coarse, then the shared final upsample in eval
 
     def forward_coarse(self, x: Tensor) -> Tensor | CascadeOutputs:
         """``forward`` without the final upsample: logits at 1/8 (mmseg's ``mode="tensor"`` output)."""
