@@ -64,7 +64,7 @@ def small_quant_setup(small_onnx, calib_dir, tmp_path_factory):
     calibration cache of ``calib_dir`` and its four input batches."""
     import onnx
 
-    from icnet_deploy import quantize as Q
+    from icnet_deploy import quantization as Q
     from icnet_deploy.manifest import read_manifest
 
     m = read_manifest(small_onnx)

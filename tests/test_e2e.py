@@ -149,7 +149,7 @@ def _minmax(_int8: Path, fp32_engine: Path) -> Path:
     """A real build, calibrated by min/max: outliers stretch every range and round the rest away."""
     out = fp32_engine.with_name("minmax.onnx")
     result = cli.invoke(app, ["build-engine", str(fp32_engine), "--int8", "--calib-method", "minmax", "--calib-limit", "8",
-                              "--weight-rounding", "nearest", "--no-range-learning", "-o", str(out)])
+                              "--weight-rounding", "nearest", "-o", str(out)])
     assert result.exit_code == 0, result.output
     return out
 

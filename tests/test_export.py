@@ -12,13 +12,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from icnet_deploy.backends.onnxruntime import create_session
+from icnet_deploy.ort_session import create_session
 from icnet_deploy.cli import app
 from icnet_deploy.labels import CLASS_NAMES, PALETTE
 from icnet_deploy.data.transforms import preprocess
 from icnet_deploy.model.config import DEFAULT_MEAN, DEFAULT_STD
 from icnet_deploy.errors import IcnetDeployError, ParityError
-from icnet_deploy.export import export, op_histogram, verification_images
+from icnet_deploy.data.samples import verification_images
+from icnet_deploy.export import export, op_histogram
 from icnet_deploy.hashing import sha256_file
 from icnet_deploy.manifest import ONNX_METADATA_KEY, Manifest, manifest_path, read_manifest
 from icnet_deploy.model.weights import load_model

@@ -14,7 +14,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from icnet_deploy import quantize as Q
+from icnet_deploy import quantization as Q
 from icnet_deploy.errors import ArtifactError, DataError, IcnetDeployError
 from icnet_deploy.manifest import read_manifest
 
@@ -44,7 +44,7 @@ def caches(pre, loader, small_onnx):
 
 
 def _run(proto, x):
-    from icnet_deploy.backends.onnxruntime import create_session
+    from icnet_deploy.ort_session import create_session
 
     session = create_session(proto.SerializeToString() if not isinstance(proto, (str, bytes)) else proto, threads=1)
     return session.run(None, {session.get_inputs()[0].name: x})[0]

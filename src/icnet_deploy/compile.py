@@ -33,7 +33,7 @@ from .backends.torch_compiled import (
 from .errors import ArtifactError, BackendUnavailable, IcnetDeployError, ModelError, ParityError
 from .model.config import MIN_SIZE
 from .fileio import atomic_path, refuse_overwriting
-from .manifest import Manifest, manifest_path, write_manifest
+from .manifest import Manifest, manifest_path, portable_path, write_manifest
 from .machine import library_versions
 
 __all__ = [
@@ -63,7 +63,7 @@ def _palette(num_classes: int) -> tuple[list[str], list[list[int]]]:
 
 
 def engine_manifest(model: Any, *, precision: str, mode: str, batch: int, height: int, width: int,
-                    device: str) -> Manifest:
+                    device: str, output: str | Path) -> Manifest:
     """The manifest of a compiled engine for ``model`` on ``device``.
 
     ``model``: an ICNet whose ``checkpoint_info`` names its weights (path, sha256).
@@ -88,7 +88,7 @@ def engine_manifest(model: Any, *, precision: str, mode: str, batch: int, height
         size_rule={"min": MIN_SIZE, "multiple_of": 1, "dynamic": False, "height": height, "width": width},
         model_config=json.loads(model.config.to_json()),
         checkpoint_sha256=info.get("sha256"),
-        checkpoint_path=str(Path(info["path"]).resolve()) if info.get("path") else None,
+        checkpoint_path=portable_path(info["path"], output) if info.get("path") else None,
         target=ident["device"],
         versions=library_versions("torch"),
         details={
@@ -176,7 +176,7 @@ def _parity(runner: Any, reference: Any, batches: list[np.ndarray], min_agreemen
 def _verification_batches(count: int, batch: int, height: int, width: int, mean: Sequence[float],
                           std: Sequence[float]) -> list[np.ndarray]:
     from .data.transforms import preprocess
-    from .export import verification_images
+    from .data.samples import verification_images
 
     xs = [preprocess(im, mean, std) for _, _, im in verification_images(count, height, width)]
     groups = [xs[i:i + batch] for i in range(0, len(xs), batch)]
@@ -226,7 +226,7 @@ def compile_engine(
     mode = mode or ("reduce-overhead" if device.startswith("cuda") else "default")
     _check_args(precision, mode, batch, height, width, device)
     if min_agreement is None:
-        from .check import default_thresholds
+        from .compare import default_thresholds
 
         min_agreement = default_thresholds(precision).min_agreement
     model = model_or_checkpoint if isinstance(model_or_checkpoint, torch.nn.Module) else None
@@ -253,7 +253,7 @@ def compile_engine(
             model = load_model(checkpoint)
         model.eval()
         manifest = engine_manifest(model, precision=precision, mode=mode, batch=batch, height=height, width=width,
-                                   device=device)
+                                   device=device, output=output)
         say(f"compiling ({mode}, {precision}, {batch}×3×{height}×{width} on {manifest.details['device_name']})")
         # the runner converts its model in place (fp16, channels-last): the reference keeps the original
         runner = CompiledTorchRunner(None, manifest=manifest, model=copy.deepcopy(model), threads=threads,

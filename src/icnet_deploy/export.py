@@ -54,16 +54,17 @@ import json
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .data.samples import verification_images
 from .errors import IcnetDeployError, ModelError, ParityError
 from .model.config import MIN_SIZE
 from .fileio import atomic_path, refuse_overwriting
-from .manifest import ONNX_METADATA_KEY, Manifest, embed_manifest, manifest_path, write_manifest
+from .manifest import ONNX_METADATA_KEY, Manifest, embed_manifest, manifest_path, portable_path, write_manifest
 from .machine import library_versions
 from .metrics import within_delta
 from .upsample import labels_of
@@ -72,7 +73,6 @@ __all__ = [
     "export",
     "verify_onnx",
     "ParityReport",
-    "verification_images",
     "op_histogram",
     "SUPPORTED_OPSETS",
     "INPUT_NAME",
@@ -83,7 +83,6 @@ OUTPUT_KINDS = ("logits", "labels")
 INPUT_NAME = "image"
 LOGIT_SCALE_REF = 100.0  # logits beyond ±this (untrained weights) scale the logit bound
 FORBIDDEN_OPS = ("BatchNormalization", "Loop", "If", "Scan")
-SCENE_SEED = 900_000  # generated scenes for verification: seeds 900000, 900001, …
 EXPORTER = "torch.onnx.export (TorchScript, dynamo=False)"
 
 Progress = Callable[[str], None]
@@ -125,54 +124,6 @@ class ParityReport:
             f"agreement {self.agreement_pct:.4f}% (min {self.min_agreement_pct}%), max |Δlogit| "
             f"{self.max_abs_logit_error:.3g} (bound {self.logit_error_bound:.3g}) on {len(self.images)} image runs"
         )
-
-
-def _smooth_noise(seed: int, height: int, width: int) -> np.ndarray:
-    """A smooth random colour field (blobs, not pixel noise): the fallback when scenes are unavailable."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    low = rng.integers(0, 256, size=(max(2, height // 32), max(2, width // 32), 3), dtype=np.uint8)
-    return np.asarray(Image.fromarray(low).resize((width, height), Image.BILINEAR))
-
-
-def _scene(seed: int, height: int, width: int) -> tuple[np.ndarray, str]:
-    try:
-        from .data.synthetic import generate_scene
-    except ImportError:
-        return _smooth_noise(seed, height, width), "noise"
-    image = generate_scene(seed, height, width)
-    if isinstance(image, tuple):
-        image = image[0]
-    return np.ascontiguousarray(image), "scene"
-
-
-def verification_images(count: int, height: int, width: int) -> list[tuple[str, str, np.ndarray]]:
-    """``count`` uint8 RGB images of one size: (name, kind, image).
-
-    Half (rounded down) are generated street scenes (smooth noise if the scene generator is
-    missing), the rest real photographs (``assets.real_photos()``) resized to the size — at
-    least one photograph always.
-    """
-    from PIL import Image
-
-    from .assets import real_photos
-    from .data.transforms import resize_image
-
-    if count < 1:
-        raise IcnetDeployError(f"verification needs at least 1 image, got {count}")
-    photos = real_photos()
-    n_photos = max(1, count - count // 2) if photos else 0
-    out = []
-    for i in range(count - n_photos):
-        image, kind = _scene(SCENE_SEED + i, height, width)
-        out.append((f"{kind}-{SCENE_SEED + i}", kind, image))
-    for i in range(n_photos):
-        path = photos[i % len(photos)]
-        with Image.open(path) as im:
-            rgb = np.asarray(im.convert("RGB"))
-        out.append((path.name, "photo", np.ascontiguousarray(resize_image(rgb, (height, width)))))
-    return out
 
 
 def _logits_output(proto) -> str | None:
@@ -225,7 +176,7 @@ def verify_onnx(
     import onnx
     import torch
 
-    from .backends.onnxruntime import create_session
+    from .ort_session import create_session
     from .data.transforms import preprocess
 
     start = time.perf_counter()
@@ -474,25 +425,33 @@ def _check_output(output: Path) -> None:
 # --------------------------------------------------------------------------------------------
 # the public entry point
 # --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ExportOptions:
+    """How an fp32 ONNX export is made and verified (see ``export``)."""
+
+    height: int = 1024
+    width: int = 2048
+    batch: int = 1
+    dynamic: bool = False
+    opset: int = 17
+    outputs: str = "logits"
+    verify: bool = True
+    verify_images: int = 4
+    verify_sizes: tuple[tuple[int, int], ...] | None = None
+    min_agreement: float = 99.99
+    max_logit_error: float = 1e-3
+    threads: int | None = None
+    config: Any = None
+    plugin: bool = False
+
+
 def export(
     model_or_checkpoint: Any = None,
     output: str | Path = "icnet.onnx",
+    options: ExportOptions | None = None,
     *,
-    height: int = 1024,
-    width: int = 2048,
-    batch: int = 1,
-    dynamic: bool = False,
-    opset: int = 17,
-    outputs: str = "logits",
-    verify: bool = True,
-    verify_images: int = 4,
-    verify_sizes: Sequence[tuple[int, int]] | None = None,
-    min_agreement: float = 99.99,
-    max_logit_error: float = 1e-3,
-    threads: int | None = None,
-    config: Any = None,
-    plugin: bool = False,
     progress: Progress | None = None,
+    **option_fields: Any,
 ) -> Manifest:
     """Export ICNet to a verified ONNX file plus its manifest; returns the manifest.
 
@@ -508,6 +467,21 @@ def export(
     ``max_logit_error`` bound is applied. Raises ``IcnetDeployError`` for bad arguments or
     files (nothing written) and ``ParityError`` (with ``.report``) when verification fails.
     """
+    opts = replace(options or ExportOptions(), **option_fields)
+    height = opts.height
+    width = opts.width
+    batch = opts.batch
+    dynamic = opts.dynamic
+    opset = opts.opset
+    outputs = opts.outputs
+    verify = opts.verify
+    verify_images = opts.verify_images
+    verify_sizes = opts.verify_sizes
+    min_agreement = opts.min_agreement
+    max_logit_error = opts.max_logit_error
+    threads = opts.threads
+    config = opts.config
+    plugin = opts.plugin
     import torch
 
     say = progress or (lambda _msg: None)
@@ -618,7 +592,7 @@ def export(
             size_rule=size_rule,
             model_config=json.loads(model.config.to_json()),
             checkpoint_sha256=info.get("sha256"),
-            checkpoint_path=info.get("path"),
+            checkpoint_path=portable_path(info["path"], output) if info.get("path") else None,
             target="tensorrt" if plugin else "any",
             versions=library_versions("torch", "onnx", "onnxruntime", "onnxslim"),
             details={

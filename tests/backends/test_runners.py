@@ -152,7 +152,7 @@ def test_onnxruntime_spinning_can_be_turned_off_and_gives_the_same_logits(small_
 def test_onnxruntime_cpu_sessions_run_without_the_memory_pattern(small_onnx):
     """The arena reuses freed blocks instead of one planned block per run: a lower peak, same speed
     (measured in create_session's docstring), and the same logits."""
-    from icnet_deploy.backends.onnxruntime import create_session
+    from icnet_deploy.ort_session import create_session
 
     x = np.random.default_rng(0).standard_normal((1, 3, 128, 256)).astype(np.float32)
     session = create_session(small_onnx, threads=1)

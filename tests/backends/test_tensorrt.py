@@ -18,7 +18,7 @@ torch = pytest.importorskip("torch")
 if not torch.cuda.is_available():
     pytest.skip("TensorRT needs a CUDA GPU; torch sees none", allow_module_level=True)
 
-from icnet_deploy.backends.onnxruntime import create_session
+from icnet_deploy.ort_session import create_session
 from icnet_deploy.backends.tensorrt import TensorRTRunner, gpu_info
 from icnet_deploy.build import build_engine
 from icnet_deploy.errors import ArtifactError

@@ -33,7 +33,7 @@ from icnet_deploy.compile import compile_engine, engine_manifest, engine_candida
 from icnet_deploy.data.transforms import preprocess
 from icnet_deploy.model.config import DEFAULT_MEAN, DEFAULT_STD
 from icnet_deploy.errors import ArtifactError, BackendUnavailable, IcnetDeployError, ModelError
-from icnet_deploy.export import verification_images
+from icnet_deploy.data.samples import verification_images
 from icnet_deploy.manifest import manifest_path, read_manifest, write_manifest
 from icnet_deploy.model.weights import load_model
 
@@ -63,7 +63,7 @@ def bare_engine(tmp_path, small_checkpoint) -> Path:
     """A valid cpu fp32 engine for 1×3×64×128 whose archive is empty (activating it would compile from scratch)."""
     engine = tmp_path / "bare.torch"
     manifest = engine_manifest(load_model(small_checkpoint), precision="fp32", mode="default", batch=1,
-                               height=H, width=W, device="cpu")
+                               height=H, width=W, device="cpu", output=engine)
     write_engine_file(engine, b"", [])
     write_manifest(engine, manifest)
     return engine

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ArtifactError, IcnetDeployError
+from ..errors import ArtifactError, IcnetDeployError
 
 __all__ = ["compare_layers", "find_reference", "LayerwiseReport", "DEFAULT_TOLERANCE", "DQ_SUFFIX"]
 
@@ -68,8 +68,8 @@ def find_reference(engine: str | Path, manifest: Any) -> Path:
     """The fp32 ONNX an engine was built from: its manifest's ``parent_sha256`` matched against
     the paths its details name and the ``.onnx`` files beside it (by their sidecar's sha256, else
     by hashing). Raises ``ArtifactError`` when none is found (pass ``reference=``)."""
-    from .hashing import sha256_file
-    from .manifest import manifest_path
+    from ..hashing import sha256_file
+    from ..manifest import manifest_path
 
     engine = Path(engine)
     want = manifest.parent_sha256
@@ -142,7 +142,7 @@ def _run_marked(proto: Any, names: Sequence[str], feed: dict[str, np.ndarray], t
     """Values of ``names`` (any node outputs) from one run of ``proto``."""
     import onnx
 
-    from .backends.onnxruntime import create_session
+    from ..ort_session import create_session
 
     marked = onnx.ModelProto()
     marked.CopyFrom(proto)
