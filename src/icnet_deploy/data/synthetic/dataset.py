@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from ...fileio import atomic_path
-from ..labels import train_ids_to_label_ids
+from ...labels import train_ids_to_label_ids
 from .mix import SceneMix
 from .scene import generate_scene
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..labels import CLASSES, IGNORE_ID
+from ...labels import CLASSES, IGNORE_ID
 
 __all__ = ["IGNORE_ID"]
 
