@@ -245,9 +245,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[int, dict]
         val_images, val_labels = [], []
 
     model = ICNet(get_config(cfg.config))
+    init_sha256 = None
     if cfg.init:
-        state, _ = read_checkpoint(cfg.init, model.config)
+        state, init_info = read_checkpoint(cfg.init, model.config)
         model.load_state_dict(state)
+        init_sha256 = init_info["sha256"]  # the provenance keeps only the file's name: the hash identifies it
     model = model.to(memory_format=torch.channels_last).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     class_weights = _class_weights(train_labels)
@@ -276,8 +278,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[int, dict]
 
     def provenance() -> dict:
         config = {k: v for k, v in asdict(cfg).items() if k != "decode_cache"}  # a local folder, not a hyperparameter
-        return {"train_config": config, "iterations": it + 1, "train_seconds": round(elapsed), "history": history[-1:],
-                "class_weights": [float(w) for w in class_weights]}  # what adjust_logits needs to undo them
+        written = {"train_config": config, "iterations": it + 1, "train_seconds": round(elapsed),
+                   "history": history[-1:],
+                   "class_weights": [float(w) for w in class_weights]}  # what adjust_logits needs to undo them
+        if init_sha256:
+            written["init_sha256"] = init_sha256
+        return written
 
     def save() -> None:
         if ema is None:

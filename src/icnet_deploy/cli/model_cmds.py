@@ -203,7 +203,7 @@ def adjust_logits(
         with Progress(console, "adjust-logits") as bar:
             task = bar.add_task("label counts")
             weights = class_weights_of(data, progress=lambda done, total: task.update(done, total=total))
-    provenance = run_adjust(checkpoint, out, weights, tau, weights_source=f"labels of {data}/train" if data else "given")
+    provenance = run_adjust(checkpoint, out, weights, tau, weights_source=f"labels of {Path(data).name}/train" if data else "given")
     adjustment = provenance["logit_adjustment"]
     if as_json:
         emit_json({"checkpoint": str(out)} | adjustment)

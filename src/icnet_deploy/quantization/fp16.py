@@ -21,7 +21,7 @@ __all__ = ["FP16_KEEP_BLOCKS", "FP16_KEEP_OPS", "convert_fp16", "default_fp16_fp
 # FP16: ops that stay fp32 (resampling and whole-map reductions lose most in half precision).
 FP16_KEEP_OPS = ("Resize", "MatMul")
 # FP16: blocks (``block_of`` names, first part) kept fp32 as well: the trunk's stem, which reads
-# the (half-size) image. Measured at 1024×2048 on the shipped checkpoint (dbaead59) against fp32,
+# the (half-size) image. Measured at 1024×2048 on the shipped checkpoint (4f687445) against fp32,
 # real photographs (the set whose near-tied pixels flip first) / scenes, once the fp32 islands
 # really are fp32 (``_drop_fp16_round_trips``: otherwise every activation between two fp32 nodes
 # is still rounded to fp16): all-fp16 99.932% / 99.998%, stem fp32 99.948%, stem and layer1 99.955%
