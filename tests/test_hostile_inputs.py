@@ -248,11 +248,11 @@ def test_defect4_junit_naming_a_folder_is_refused_before_the_run(small_onnx, tmp
 
 def _cache_for(small_onnx: Path, small_quant_setup, folder: Path, edit) -> Path:
     """The test export's real calibration cache (as build-engine keys it), then ``edit``ed."""
-    from icnet_deploy import quantization as Q
+    from icnet_deploy import onnx_graph
 
     _, cache, _ = small_quant_setup
     data = json.loads(cache.to_json())
-    data["graph_sha256"] = Q.graph_sha256(small_onnx)
+    data["graph_sha256"] = onnx_graph.graph_sha256(small_onnx)
     edit(data)
     path = folder / "calib_cache.json"
     path.write_text(json.dumps(data))

@@ -35,7 +35,7 @@ import numpy as np
 from .errors import ArtifactError, IcnetDeployError
 from .fileio import atomic_path, refuse_overwriting
 from .machine import library_versions
-from .manifest import Manifest, embed_manifest, manifest_path, read_manifest, write_manifest
+from .manifest import Manifest, embed_manifest, manifest_path, portable_path, read_manifest, write_manifest
 from .progress import StageProgress, no_progress
 from .quantization import Int8Options
 
@@ -184,13 +184,13 @@ def _source(model: str | Path, backend: str) -> tuple[Path, Manifest, Any]:
 
 
 def _engine_manifest(src: Manifest, src_path: Path, *, fmt: str, precision: str, target: str, details: dict,
-                     versions: dict) -> Manifest:
+                     versions: dict, output: Path) -> Manifest:
     from .hashing import sha256_file
 
     return replace(
         src, format=fmt, precision=precision, target=target, parent_sha256=src.sha256 or sha256_file(src_path),
         sha256=None, created="", versions=versions,
-        details={"parent": src_path.name, "opset": src.details.get("opset"), **details},
+        details={"parent": portable_path(src_path, output), "opset": src.details.get("opset"), **details},
     )
 
 
@@ -276,7 +276,7 @@ def build_engine(model: str | Path, output: str | Path, options: BuildOptions | 
             # an fp16 graph has no CPU/TensorRT flavour: ORT CPU checks it, ORT CUDA/TensorRT run it fast
             manifest = _engine_manifest(src, src_path, fmt="onnx", precision=opts.precision,
                                         target=int8.target if opts.precision == "int8" else "any", details=details,
-                                        versions=versions)
+                                        versions=versions, output=output)
             _write_onnx(output, engine_proto, manifest)
             return manifest
         return _tensorrt_engine(engine_proto, src, src_path, output, opts, details, versions, started,
@@ -331,7 +331,7 @@ def _tensorrt_engine(engine_proto: Any, src: Manifest, src_path: Path, output: P
     details["build_seconds"] = round(time.perf_counter() - started, 1)
     versions.update(info.versions)
     manifest = _engine_manifest(src, src_path, fmt="tensorrt", precision=opts.precision, target="tensorrt",
-                                details=details, versions=versions)
+                                details=details, versions=versions, output=output)
     with atomic_path(output) as out_tmp:
         out_tmp.write_bytes(info.engine)
     try:

@@ -69,15 +69,15 @@ def find_reference(engine: str | Path, manifest: Any) -> Path:
     the paths its details name and the ``.onnx`` files beside it (by their sidecar's sha256, else
     by hashing). Raises ``ArtifactError`` when none is found (pass ``reference=``)."""
     from ..hashing import sha256_file
-    from ..manifest import manifest_path
+    from ..manifest import manifest_path, resolve_portable
 
     engine = Path(engine)
     want = manifest.parent_sha256
     if not want:
         raise ArtifactError(f"{engine}: its manifest names no parent (fp32) model: pass --reference REF.onnx")
     details = manifest.details or {}
-    candidates = [Path(str(details[k])) for k in ("parent_path", "source", "source_onnx", "parent", "onnx")
-                  if isinstance(details.get(k), str)]
+    candidates = [p for k in ("parent_path", "source", "source_onnx", "parent", "onnx") if isinstance(details.get(k), str)
+                  for p in [*resolve_portable(details[k], engine), Path(details[k])]]
     folders = [engine.parent, engine.parent.parent]
     candidates += [p for folder in folders if folder.is_dir() for p in sorted(folder.glob("*.onnx"))]
     for path in dict.fromkeys(candidates):
