@@ -114,13 +114,14 @@ def test_layerwise_needs_a_reference(small_onnx):
 def test_layerwise_maps_qdq_dequantize_outputs(small_onnx, tmp_path):
     quantize = pytest.importorskip("icnet_deploy.quantize", reason="the INT8 quantizer (issue 6) is not available yet")
     from icnet_deploy.data.transforms import preprocess
+    from icnet_deploy.model.config import DEFAULT_MEAN, DEFAULT_STD
     from icnet_deploy.export import verification_images
     import onnx
 
     from icnet_deploy.layerwise import DQ_SUFFIX, compare_layers
 
     prep = quantize.prepare_for_quantization(small_onnx, tmp_path / "prep.onnx")
-    x = [preprocess(im) for _, _, im in verification_images(1, 128, 256)]
+    x = [preprocess(im, DEFAULT_MEAN, DEFAULT_STD) for _, _, im in verification_images(1, 128, 256)]
     cache = quantize.calibrate(prep, x, "minmax")
     qdq = tmp_path / "qdq.onnx"
     onnx.save(quantize.quantize_qdq(prep, cache), str(qdq))

@@ -190,13 +190,12 @@ def test_labels_skip_the_final_upsample_and_match_the_full_output(shipped, fp32_
     from icnet_deploy.data.folders import read_rgb
     from icnet_deploy.data.synthetic import generate_scene
     from icnet_deploy.data.transforms import resize_image
-    from icnet_deploy.infer import prepare
 
     images = [resize_image(read_rgb(real_photos()[0]), (H, W)), generate_scene(960_000, H, W)[0]]
     for path in (shipped, fp32_engine, int8_engine):
         with load(path, threads=2) as runner:
             for image in images:
-                x = prepare(runner, image)
+                x = runner.prepare(image)
                 assert runner.infer_for_labels(x).shape == (1, 19, H // 4, W // 4)
                 full = runner.infer(x).argmax(1)
                 assert (runner.predict_labels(x) == full).all(), path.name

@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 
 from icnet_deploy.backends.onnxruntime import create_session
 from icnet_deploy.cli import app
-from icnet_deploy.data.labels import CLASS_NAMES, PALETTE
+from icnet_deploy.labels import CLASS_NAMES, PALETTE
 from icnet_deploy.data.transforms import preprocess
+from icnet_deploy.model.config import DEFAULT_MEAN, DEFAULT_STD
 from icnet_deploy.errors import IcnetDeployError, ParityError
 from icnet_deploy.export import export, op_histogram, verification_images
 from icnet_deploy.hashing import sha256_file
@@ -28,7 +29,7 @@ STATIC_OPS = {"Conv", "Relu", "Add", "Resize", "MatMul", "MaxPool"}
 
 
 def _inputs(height: int, width: int, count: int = 1) -> np.ndarray:
-    return np.concatenate([preprocess(im) for _, _, im in verification_images(count, height, width)])
+    return np.concatenate([preprocess(im, DEFAULT_MEAN, DEFAULT_STD) for _, _, im in verification_images(count, height, width)])
 
 
 def _eager(checkpoint: Path, x: np.ndarray) -> np.ndarray:

@@ -197,17 +197,16 @@ def _image(size: tuple[int, int]) -> np.ndarray:
 
 
 def _batch_for(runner: Runner, image: np.ndarray, batch: int) -> np.ndarray:
-    from .infer import prepare
 
     n = runner.batch_size or batch
-    return np.repeat(prepare(runner, image), n, axis=0)
+    return np.repeat(runner.prepare(image), n, axis=0)
 
 
 def _end_to_end(runner: Runner, images: list[np.ndarray]) -> None:
-    from .infer import prepare, to_labels
+    from .data.transforms import to_labels
 
     n = runner.batch_size or len(images)
-    x = np.concatenate([prepare(runner, im) for im in images], axis=0)
+    x = np.concatenate([runner.prepare(im) for im in images], axis=0)
     if x.shape[0] < n:
         x = np.concatenate([x, np.repeat(x[-1:], n - x.shape[0], axis=0)], axis=0)
     sizes = {im.shape[:2] for im in images}

@@ -37,7 +37,8 @@ from .errors import ArtifactError, IcnetDeployError
 from .fileio import atomic_path, refuse_overwriting
 from .machine import cpu_identity
 from .metrics import DEFAULT_DELTA
-from .manifest import Manifest, embed_manifest, library_versions, manifest_path, read_manifest, write_manifest
+from .manifest import Manifest, embed_manifest, manifest_path, read_manifest, write_manifest
+from .machine import library_versions
 from .range_learning import RANGE_LEARNING_IMAGES, RANGE_LEARNING_ITERATIONS, Unreplicable, learn_ranges
 from .weight_rounding import WEIGHT_ROUNDING_IMAGES, apply_rounding, round_weights
 

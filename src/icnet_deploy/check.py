@@ -99,7 +99,7 @@ def _find_label(labels_dir: Path, rel: Path) -> tuple[Path, bool] | None:
 
 def _folder(images_dir: Path, labels_dir: Path | None) -> list[Sample]:
     from .data.folders import _read_ids, list_images, read_rgb, read_train_ids
-    from .data.labels import label_ids_to_train_ids
+    from .labels import label_ids_to_train_ids
 
     out = []
     for path in list_images(images_dir):
@@ -230,7 +230,6 @@ def check(
     for bad arguments, files or a checkpoint mismatch; parity failures are in the report.
     """
     from .backends.loader import eager_reference, load
-    from .infer import prepare
     from .machine import describe_machine
 
     say = progress or (lambda _m: None)
@@ -282,7 +281,7 @@ def check(
             stats = SetStats(set_name, manifest.num_classes, gate_thresholds.delta)
             for name, image, truth in samples:
                 say(f"{set_name}: {name}")
-                x = prepare(runner, image)
+                x = runner.prepare(image)
                 if first_x is None:
                     first_x = x
                 xe = np.repeat(x, runner.batch_size, axis=0) if runner.batch_size and runner.batch_size > 1 else x

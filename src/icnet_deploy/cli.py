@@ -383,9 +383,8 @@ def evaluate(
     """
     from .backends.loader import load
     from .data.folders import CityscapesDataset
-    from .data.labels import CLASS_NAMES
+    from .labels import CLASS_NAMES
     from .evaluate import evaluate_predictions
-    from .infer import predict
 
     if engine is not None and checkpoint is not None:
         raise IcnetDeployError("give --engine or --checkpoint, not both (an engine's manifest names its checkpoint)")
@@ -395,7 +394,7 @@ def evaluate(
     runner = load(engine if engine is not None else checkpoint, device=device, provider=provider, threads=threads)
     with _ConsoleWarnings(), runner, Progress(console, "evaluate") as bar:
         task = bar.add_task("images", total=n)
-        scores = evaluate_predictions(lambda image: predict(runner, [image])[0], (dataset[i] for i in range(n)),
+        scores = evaluate_predictions(lambda image: runner.predict([image])[0], (dataset[i] for i in range(n)),
                                       runner.num_classes, progress=task.advance)
         described = runner.describe()
         weights = (runner.manifest.checkpoint_path if runner.manifest is not None

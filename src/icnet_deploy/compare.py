@@ -111,7 +111,7 @@ class SetStats:
             size: tuple[int, int], truth: np.ndarray | None) -> np.ndarray:
         """Add one image (engine output C×h×w logits or h×w labels, reference C×h×w logits;
         ``truth`` at the image's own ``size``); returns the engine's labels at the engine's size."""
-        from .infer import to_labels
+        from .data.transforms import to_labels
 
         ref_logits = np.asarray(ref_logits, dtype=np.float32)
         ref_labels = argmax_classes(ref_logits)
@@ -151,7 +151,7 @@ class SetStats:
         """Compare the labels of ``Runner.infer_for_labels`` (``early``, through the UpsampleArgmax op on
         the CPU) with the full output's (``add``'s return value), at the engine's size; ``device_labels``:
         those ``Runner.predict_labels`` made on the GPU instead (runners whose ``labels_on_device``)."""
-        from .infer import to_labels
+        from .data.transforms import to_labels
         from .plugins import label_path
 
         if device_labels is not None:

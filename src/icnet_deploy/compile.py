@@ -31,8 +31,10 @@ from .backends.torch_compiled import (
     write_engine_file,
 )
 from .errors import ArtifactError, BackendUnavailable, IcnetDeployError, ModelError, ParityError
+from .model.config import MIN_SIZE
 from .fileio import atomic_path, refuse_overwriting
-from .manifest import Manifest, library_versions, manifest_path, write_manifest
+from .manifest import Manifest, manifest_path, write_manifest
+from .machine import library_versions
 
 __all__ = [
     "compile_engine",
@@ -46,13 +48,12 @@ __all__ = [
 ]
 
 DEFAULT_ENGINE_NAME = "icnet_compiled.torch"
-MIN_SIZE = 64
 
 Progress = Callable[[str], None]
 
 
 def _palette(num_classes: int) -> tuple[list[str], list[list[int]]]:
-    from .data.labels import CLASS_NAMES, PALETTE
+    from .labels import CLASS_NAMES, PALETTE
 
     names = list(CLASS_NAMES[:num_classes]) + [f"class_{i}" for i in range(len(CLASS_NAMES), num_classes)]
     colours = [[int(v) for v in PALETTE[i]] for i in range(min(num_classes, len(CLASS_NAMES)))]

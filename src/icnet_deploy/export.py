@@ -61,8 +61,10 @@ from typing import Any
 import numpy as np
 
 from .errors import IcnetDeployError, ModelError, ParityError
+from .model.config import MIN_SIZE
 from .fileio import atomic_path, refuse_overwriting
-from .manifest import ONNX_METADATA_KEY, Manifest, embed_manifest, library_versions, manifest_path, write_manifest
+from .manifest import ONNX_METADATA_KEY, Manifest, embed_manifest, manifest_path, write_manifest
+from .machine import library_versions
 from .metrics import within_delta
 from .upsample import labels_of
 
@@ -74,13 +76,11 @@ __all__ = [
     "op_histogram",
     "SUPPORTED_OPSETS",
     "INPUT_NAME",
-    "MIN_SIZE",
 ]
 
 SUPPORTED_OPSETS = range(17, 21)  # 17..20: torch 2.13's TorchScript exporter stops at 20
 OUTPUT_KINDS = ("logits", "labels")
 INPUT_NAME = "image"
-MIN_SIZE = 64
 LOGIT_SCALE_REF = 100.0  # logits beyond ±this (untrained weights) scale the logit bound
 FORBIDDEN_OPS = ("BatchNormalization", "Loop", "If", "Scan")
 SCENE_SEED = 900_000  # generated scenes for verification: seeds 900000, 900001, …
@@ -433,7 +433,7 @@ def _with_plugin(proto: Any) -> tuple[Any, dict]:
 
 
 def _palette(num_classes: int) -> tuple[list[str], list[list[int]]]:
-    from .data.labels import CLASS_NAMES, PALETTE
+    from .labels import CLASS_NAMES, PALETTE
 
     names = list(CLASS_NAMES[:num_classes]) + [f"class_{i}" for i in range(len(CLASS_NAMES), num_classes)]
     colours = [[int(v) for v in PALETTE[i]] for i in range(min(num_classes, len(CLASS_NAMES)))]

@@ -26,7 +26,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import platform
 from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,6 @@ __all__ = [
     "write_manifest",
     "read_manifest",
     "embed_manifest",
-    "library_versions",
     "ONNX_METADATA_KEY",
     "SCHEMA_VERSION",
 ]
@@ -220,21 +218,6 @@ def manifest_path(artifact: str | Path) -> Path:
     """``model.onnx`` → ``model.onnx.json``."""
     artifact = Path(artifact)
     return artifact.with_name(artifact.name + ".json")
-
-
-def library_versions(*names: str) -> dict[str, str]:
-    """Versions of the named libraries that are importable (plus python and icnet-deploy)."""
-    from importlib import metadata
-
-    from . import __version__
-
-    versions = {"python": platform.python_version(), "icnet_deploy": __version__}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
 
 
 def embed_manifest(proto: Any, manifest: Manifest) -> None:

@@ -553,7 +553,7 @@ def calibrate(
         if caps is not None and caps.get(name, 0.0) > 0:
             lo, hi = max(lo, -caps[name]), min(hi, caps[name])
         ranges[name] = [min(lo, 0.0), hi]  # quantizers put 0 in every range anyway; say so in the cache
-    from .manifest import library_versions
+    from .machine import library_versions
 
     h, w = (int(d.dim_value) for d in proto.graph.input[0].type.tensor_type.shape.dim[2:])
     shape = list(next(iter(data)).shape[2:]) if not (h and w) else [h, w]

@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 
 from .data.folders import CityscapesDataset
-from .data.labels import CLASS_NAMES, IGNORE_ID, NUM_CLASSES
+from .labels import CLASS_NAMES, IGNORE_ID, NUM_CLASSES
 from .data.transforms import preprocess_batch
 from .errors import DataError
 from .fileio import atomic_path, ensure_parent
@@ -74,8 +74,10 @@ RARE_CLASSES = tuple(CLASS_NAMES.index(n) for n in ("pole", "traffic light", "tr
 class _CropSampler:
     """Random scale/crop/flip/colour-jitter batches from scenes held in memory."""
 
-    def __init__(self, images: list[np.ndarray], labels: list[np.ndarray], cfg: TrainConfig, rng: np.random.Generator) -> None:
+    def __init__(self, images: list[np.ndarray], labels: list[np.ndarray], cfg: TrainConfig, rng: np.random.Generator,
+                 normalisation: tuple[tuple[float, ...], tuple[float, ...]]) -> None:
         self.images, self.labels, self.cfg, self.rng = images, labels, cfg, rng
+        self.mean, self.std = normalisation  # the model's own (its config's) mean and std
         # Sub-sampled pixel coordinates of every rare class, per scene.
         self.rare: list[dict[int, np.ndarray]] = []
         for lab in labels:
@@ -120,7 +122,7 @@ class _CropSampler:
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         pairs = [self._one() for _ in range(self.cfg.batch)]
-        x = torch.from_numpy(preprocess_batch([p[0] for p in pairs]))
+        x = torch.from_numpy(preprocess_batch([p[0] for p in pairs], self.mean, self.std))
         y = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64))
         return x, y
 
@@ -262,7 +264,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[int, dict]
         rng = np.random.default_rng([cfg.seed, start])  # fresh, reproducible stream after resume
         torch.manual_seed(cfg.seed + start)
         history = json.loads(saved["history"])
-    sampler = _CropSampler(train_images, train_labels, cfg, rng)
+    sampler = _CropSampler(train_images, train_labels, cfg, rng, (model.config.mean, model.config.std))
 
     batches: queue.Queue = queue.Queue(maxsize=3)
 

@@ -31,6 +31,7 @@ from icnet_deploy.backends.torch_compiled import (
 )
 from icnet_deploy.compile import compile_engine, engine_manifest, engine_candidates, select_engine
 from icnet_deploy.data.transforms import preprocess
+from icnet_deploy.model.config import DEFAULT_MEAN, DEFAULT_STD
 from icnet_deploy.errors import ArtifactError, BackendUnavailable, IcnetDeployError, ModelError
 from icnet_deploy.export import verification_images
 from icnet_deploy.manifest import manifest_path, read_manifest, write_manifest
@@ -41,7 +42,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUD
 
 
 def _inputs(height: int = H, width: int = W, count: int = 2) -> np.ndarray:
-    return np.concatenate([preprocess(im) for _, _, im in verification_images(count, height, width)])
+    return np.concatenate([preprocess(im, DEFAULT_MEAN, DEFAULT_STD) for _, _, im in verification_images(count, height, width)])
 
 
 def _eager(checkpoint: Path, x: np.ndarray) -> np.ndarray:

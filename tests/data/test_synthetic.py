@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from icnet_deploy.data.labels import IGNORE_ID, NUM_CLASSES, label_ids_to_train_ids
+from icnet_deploy.labels import IGNORE_ID, NUM_CLASSES, label_ids_to_train_ids
 from icnet_deploy.data.synthetic import generate_scene, write_dataset
 
 VALID = set(range(NUM_CLASSES)) | {IGNORE_ID}
@@ -90,7 +90,7 @@ def _class_counts(mix, seeds=range(40), size=(96, 192)):
 
 
 def test_scene_mix_default_is_the_held_out_generator_and_knobs_add_rare_objects():
-    from icnet_deploy.data.labels import CLASS_NAMES
+    from icnet_deploy.labels import CLASS_NAMES
     from icnet_deploy.data.synthetic import SceneMix
 
     cid = {n: i for i, n in enumerate(CLASS_NAMES)}

@@ -25,7 +25,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
 from ..errors import DataError
 from ..fileio import atomic_path
-from .labels import CLASSES, IGNORE_ID, train_ids_to_label_ids
+from ..labels import CLASSES, IGNORE_ID, train_ids_to_label_ids
 
 __all__ = ["generate_scene", "write_dataset", "write_images"]
 
