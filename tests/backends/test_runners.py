@@ -17,7 +17,7 @@ from icnet_deploy.backends import load
 from icnet_deploy.backends.base import Runner
 from icnet_deploy.backends.loader import eager_reference, reference_checkpoint
 from icnet_deploy.compare import LABEL_PATH_MIN_AGREEMENT
-from icnet_deploy.data.labels import NUM_CLASSES
+from icnet_deploy.labels import NUM_CLASSES
 from icnet_deploy.errors import ArtifactError, BackendUnavailable, IcnetDeployError
 from icnet_deploy.manifest import read_manifest, write_manifest
 from icnet_deploy.model.config import DEFAULT_MEAN, DEFAULT_STD

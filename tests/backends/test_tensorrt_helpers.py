@@ -14,7 +14,7 @@ import torch
 
 from icnet_deploy.backends.tensorrt import TORCH_DTYPE_OF, incompatibility, profile_shapes, torch_dtype
 from icnet_deploy.errors import ArtifactError
-from icnet_deploy.export import MIN_SIZE
+from icnet_deploy.model.config import MIN_SIZE
 from icnet_deploy.manifest import read_manifest
 from icnet_deploy.plugins import op_record
 

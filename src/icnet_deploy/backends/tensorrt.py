@@ -84,10 +84,12 @@ class EngineBuild:
 
 
 def profile_shapes(input_shape: list, hw: tuple[int, int]) -> tuple[tuple, tuple, tuple]:
-    """min/opt/max for a dynamic N×3×H×W input: batch 1..2×N, sizes from 64 to 2× the optimum."""
+    """min/opt/max for a dynamic N×3×H×W input: batch 1..2×N, sizes from the model's minimum to 2× the optimum."""
+    from ..model.config import MIN_SIZE
+
     h, w = hw
     n = input_shape[0] if isinstance(input_shape[0], int) else 1
-    return (1, 3, 64, 64), (n, 3, h, w), (max(2 * n, 2), 3, 2 * h, 2 * w)
+    return (1, 3, MIN_SIZE, MIN_SIZE), (n, 3, h, w), (max(2 * n, 2), 3, 2 * h, 2 * w)
 
 
 def _mark_coarse_output(network: Any, name: str | None) -> str | None:
