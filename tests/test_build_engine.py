@@ -13,10 +13,12 @@ import pytest
 from typer.testing import CliRunner
 
 from icnet_deploy import build_engine
-from icnet_deploy.build import BuildOptions
+from icnet_deploy.quantization.bias import BIAS_CORRECTION_IMAGES
 from icnet_deploy.cli import app
 from icnet_deploy.errors import ArtifactError, BackendUnavailable, IcnetDeployError
+from icnet_deploy.compare import DEFAULT_THRESHOLDS
 from icnet_deploy.manifest import read_manifest
+from icnet_deploy.quantization import CalibrationCache
 
 runner = CliRunner()
 
@@ -49,7 +51,7 @@ def test_int8_cli_writes_engine_manifest_and_cache(int8_build, small_onnx):
     assert d["activation_dtype"] == "uint8" and "QDQQuantizer" in d["quantizer"]
     calib = d["calibration"]
     assert calib["method"] == "percentile" and calib["images"] == 4 and calib["cache"] == cache.name
-    assert calib["cache_sha256"] == json.loads(json.dumps(calib))["cache_sha256"] and len(calib["cache_sha256"]) == 64
+    assert calib["cache_sha256"] == CalibrationCache.load(cache).sha256()  # names the cache it wrote, not another
     assert "/classifier/Conv" in d["fp32_layers"] and d["fp32_rule"] == "fixed rule"
     wr = d["weight_rounding"]  # GPTQ by default, on the (4) calibration images
     assert wr["images"] == 4 and wr["convs"] > 0 and "GPTQ" in wr["method"]
@@ -60,7 +62,9 @@ def test_int8_cli_writes_engine_manifest_and_cache(int8_build, small_onnx):
     assert set(sets) == {"generated", "photos"}
     assert sets["generated"]["images"] and "ground_truth" in sets["generated"] and "ground_truth" not in sets["photos"]
     assert all(50.0 < s["agreement_pct"] <= s["agreement_within_delta_pct"] <= 100.0 for s in sets.values())
-    assert parity["thresholds"]["min_within_delta"] == 99.5 and parity["thresholds"]["delta"] == 0.25
+    int8_gate = DEFAULT_THRESHOLDS["int8"]
+    assert parity["thresholds"]["min_within_delta"] == int8_gate.min_within_delta
+    assert parity["thresholds"]["delta"] == int8_gate.delta
     assert {c["metric"] for c in parity["checks"]} >= {"agreement_within_delta", "worst_image_within_delta", "miou_drop"}
     assert parity["passed"] == all(c["passed"] for c in parity["checks"])
     # the machine it was built on, and the weight range chosen for its INT8 kernels
@@ -91,7 +95,7 @@ def test_calibration_cache_is_reused(int8_build, small_onnx, tmp_path):
                          target_agreement=None, weight_rounding="nearest")
     assert again.details["weight_rounding"] == {"method": "nearest"}
     bc = again.details["bias_correction"]  # on by default with nearest rounding; no --calib: the shipped calib/
-    assert bc["images"] == 8 and bc["convs"] > 0 and bc["max_abs_shift"] > 0
+    assert bc["images"] == BIAS_CORRECTION_IMAGES and bc["convs"] > 0 and bc["max_abs_shift"] > 0
     c0, c1 = payload["manifest"]["details"]["calibration"], again.details["calibration"]
     assert c1["cache_sha256"] == c0["cache_sha256"] and c1["image_set_sha256"] == c0["image_set_sha256"]
     assert _files(tmp_path) == ["again.onnx", "again.onnx.json"]  # no new cache written
@@ -138,8 +142,9 @@ def test_fixed_rule_by_default(int8_engine_small):
     assert d["fp32_rule"] == "fixed rule" and d["sensitivity_search"] is None
 
 
-def test_fixed_rule_is_the_default_and_search_is_opt_in(small_onnx, calib_dir, tmp_path):
-    assert BuildOptions().target_agreement is None  # the fixed rule
+def test_search_is_opt_in(small_onnx, calib_dir, tmp_path):
+    """A target agreement turns the sensitivity search on (the fixed rule without one:
+    ``test_fixed_rule_by_default`` and the CLI build above)."""
     # random weights agree ~96% fully quantized: a 0.5 (= 50%) target is met with no fp32 layer
     m = build_engine(small_onnx, tmp_path / "s.onnx", precision="int8", calib=calib_dir, target_agreement=0.5,
                      search_images=2, threads=1)
