@@ -81,7 +81,9 @@ def test_manifest_round_trip_sidecar_and_embedded(small_onnx, small_checkpoint, 
     assert sidecar.mean == [123.675, 116.28, 103.53] and sidecar.std == [58.395, 57.12, 57.375]
     assert sidecar.size_rule == {"min": 64, "multiple_of": 1, "dynamic": False, "height": 128, "width": 256}
     assert sidecar.checkpoint_sha256 == sha256_file(small_checkpoint)
-    assert sidecar.checkpoint_path == str(small_checkpoint)
+    # named relative to the export (never an absolute path), and found again from there
+    assert not Path(sidecar.checkpoint_path).is_absolute()
+    assert (small_onnx.parent / sidecar.checkpoint_path).resolve() == small_checkpoint.resolve()
     assert sidecar.model_config["name"] == "icnet_r50_half"
     assert {"torch", "onnx", "onnxruntime", "onnxslim", "python", "icnet_deploy"} <= set(sidecar.versions)
     details = sidecar.details

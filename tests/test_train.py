@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from icnet_deploy.cli import app, parse_scale_range
+from icnet_deploy.cli import app
+from icnet_deploy.cli.app import parse_scale_range
 from icnet_deploy.model.weights import load_model
 from icnet_deploy.train import TrainConfig, train
 

@@ -171,32 +171,16 @@ def check(
     for bad arguments, files or a checkpoint mismatch; parity failures are in the report.
     """
     opts = replace(options or CheckOptions(), **option_fields)
-    checkpoint = opts.checkpoint
-    images_dir = opts.images_dir
-    labels_dir = opts.labels_dir
-    data_dir = opts.data_dir
-    split = opts.split
-    count = opts.count
-    size = opts.size
-    photos = opts.photos
-    thresholds = opts.thresholds
-    device = opts.device
-    provider = opts.provider
-    threads = opts.threads
-    layerwise = opts.layerwise
-    reference = opts.reference
-    layerwise_tolerance = opts.layerwise_tolerance
-    int8_breakdown = opts.int8_breakdown
     from .backends.loader import eager_reference, load
     from .machine import describe_machine
 
     say = progress or (lambda _m: None)
     started = time.perf_counter()
-    if count < 0:
-        raise IcnetDeployError(f"count must be ≥ 0, got {count}")
-    if labels_dir is not None and images_dir is None:
+    if opts.count < 0:
+        raise IcnetDeployError(f"count must be ≥ 0, got {opts.count}")
+    if opts.labels_dir is not None and opts.images_dir is None:
         raise IcnetDeployError("--labels needs --images")
-    for value, what in ((images_dir, "images"), (labels_dir, "labels"), (data_dir, "data")):
+    for value, what in ((opts.images_dir, "images"), (opts.labels_dir, "labels"), (opts.data_dir, "data")):
         if value is not None and not Path(value).is_dir():
             raise DataError(f"{value}: {what} folder not found")
     from .backends.loader import CHECKPOINT_SUFFIXES
@@ -204,29 +188,29 @@ def check(
 
     if str(engine) == "eager" or Path(engine).suffix.lower() in CHECKPOINT_SUFFIXES:
         raise IcnetDeployError(f"{engine}: is a checkpoint, not an engine; check compares an engine with its checkpoint")
-    runner = load(engine, device=device, provider=provider, threads=threads)
+    runner = load(engine, device=opts.device, provider=opts.provider, threads=opts.threads)
     manifest = runner.manifest if runner.manifest is not None else read_manifest(engine)
-    gate_thresholds = default_thresholds(manifest.precision, **dict(thresholds or {}))
-    eager = eager_reference(manifest, checkpoint, engine, strict=True, device=device, threads=threads)
+    gate_thresholds = default_thresholds(manifest.precision, **dict(opts.thresholds or {}))
+    eager = eager_reference(manifest, opts.checkpoint, engine, strict=True, device=opts.device, threads=opts.threads)
     # the fp32 parent, found (and the engine's kind checked) once and before the slow work
-    ref_path = _fp32_reference(engine, manifest, reference, layerwise, int8_breakdown)
+    ref_path = _fp32_reference(engine, manifest, opts.reference, opts.layerwise, opts.int8_breakdown)
     breakdown = None
-    if int8_breakdown:
+    if opts.int8_breakdown:
         from .diagnostics.int8_breakdown import Int8Breakdown
 
-        breakdown = Int8Breakdown(engine, ref_path, threads=threads)
+        breakdown = Int8Breakdown(engine, ref_path, threads=opts.threads)
 
     say("loading image sets")
     sets: list[tuple[str, list[image_sets.Sample]]] = []
-    if images_dir is not None:
-        sets.append(("images", image_sets.folder(Path(images_dir), Path(labels_dir) if labels_dir else None)))
-    if data_dir is not None:
-        sets.append(("data", image_sets.dataset(Path(data_dir), split)))
+    if opts.images_dir is not None:
+        sets.append(("images", image_sets.folder(Path(opts.images_dir), Path(opts.labels_dir) if opts.labels_dir else None)))
+    if opts.data_dir is not None:
+        sets.append(("data", image_sets.dataset(Path(opts.data_dir), opts.split)))
     if not sets:
-        h, w = manifest.input_hw or tuple(size or DEFAULT_DYNAMIC_SIZE)
-        if count:
-            sets.append(("generated", image_sets.heldout_scenes(count, h, w)))
-        if photos:
+        h, w = manifest.input_hw or tuple(opts.size or DEFAULT_DYNAMIC_SIZE)
+        if opts.count:
+            sets.append(("generated", image_sets.heldout_scenes(opts.count, h, w)))
+        if opts.photos:
             sets.append(("photos", image_sets.photos()))
     if not any(samples for _, samples in sets):
         raise IcnetDeployError("no images to check on (count 0 and no photos)")
@@ -263,17 +247,18 @@ def check(
     engine_info["manifest"] = manifest.to_dict()
 
     layer_report = None
-    if layerwise:
+    if opts.layerwise:
         from .diagnostics.layerwise import compare_layers
 
         say(f"layerwise: {engine} vs {ref_path}")
-        layer_report = compare_layers(engine, ref_path, first_x, tolerance=layerwise_tolerance,
-                                      precision=manifest.precision, threads=threads).to_dict()
+        layer_report = compare_layers(engine, ref_path, first_x, tolerance=opts.layerwise_tolerance,
+                                      precision=manifest.precision, threads=opts.threads).to_dict()
     return CheckReport(
         engine=engine_info, reference=eager_info, precision=manifest.precision,
-        thresholds=asdict(gate_thresholds), sets=results, checks=gate(results, gate_thresholds), seconds=round(time.perf_counter() - started, 2),
+        thresholds=asdict(gate_thresholds), sets=results, checks=gate(results, gate_thresholds),
+        seconds=round(time.perf_counter() - started, 2),
         layerwise=layer_report, int8_breakdown=breakdown.result() if breakdown is not None else None, notes=notes,
-        environment=describe_machine(device),
+        environment=describe_machine(opts.device),
     )
 
 

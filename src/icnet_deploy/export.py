@@ -468,46 +468,33 @@ def export(
     files (nothing written) and ``ParityError`` (with ``.report``) when verification fails.
     """
     opts = replace(options or ExportOptions(), **option_fields)
-    height = opts.height
-    width = opts.width
-    batch = opts.batch
-    dynamic = opts.dynamic
-    opset = opts.opset
-    outputs = opts.outputs
-    verify = opts.verify
-    verify_images = opts.verify_images
-    verify_sizes = opts.verify_sizes
-    min_agreement = opts.min_agreement
-    max_logit_error = opts.max_logit_error
-    threads = opts.threads
-    config = opts.config
-    plugin = opts.plugin
     import torch
 
     say = progress or (lambda _msg: None)
     output = Path(output)
-    if opset not in SUPPORTED_OPSETS:
+    if opts.opset not in SUPPORTED_OPSETS:
         raise IcnetDeployError(
-            f"opset {opset} is not supported: use {SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1} "
+            f"opset {opts.opset} is not supported: use {SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1} "
             "(the range of torch's TorchScript ONNX exporter that this graph is tested with)"
         )
-    if outputs not in OUTPUT_KINDS:
-        raise IcnetDeployError(f"outputs must be one of {', '.join(OUTPUT_KINDS)}, got {outputs!r}")
-    if plugin and outputs != "labels":
+    if opts.outputs not in OUTPUT_KINDS:
+        raise IcnetDeployError(f"outputs must be one of {', '.join(OUTPUT_KINDS)}, got {opts.outputs!r}")
+    if opts.plugin and opts.outputs != "labels":
         raise IcnetDeployError("the UpsampleArgmax plugin outputs labels: use it with outputs labels (--outputs labels --plugin)")
-    if height < MIN_SIZE or width < MIN_SIZE:
-        raise IcnetDeployError(f"export size {height}×{width}: height and width must be at least {MIN_SIZE}")
-    if batch < 1:
-        raise IcnetDeployError(f"batch must be at least 1, got {batch}")
-    if verify and verify_images < 1:
-        raise IcnetDeployError(f"verify_images must be at least 1, got {verify_images}")
-    if not 0.0 <= min_agreement <= 100.0:
-        raise IcnetDeployError(f"min_agreement is a percentage (0..100), got {min_agreement}")
-    if max_logit_error < 0:
-        raise IcnetDeployError(f"max_logit_error must be ≥ 0, got {max_logit_error}")
-    if verify_sizes is not None and not dynamic and any(tuple(s) != (height, width) for s in verify_sizes):
+    if opts.height < MIN_SIZE or opts.width < MIN_SIZE:
+        raise IcnetDeployError(f"export size {opts.height}×{opts.width}: height and width must be at least {MIN_SIZE}")
+    if opts.batch < 1:
+        raise IcnetDeployError(f"batch must be at least 1, got {opts.batch}")
+    if opts.verify and opts.verify_images < 1:
+        raise IcnetDeployError(f"verify_images must be at least 1, got {opts.verify_images}")
+    if not 0.0 <= opts.min_agreement <= 100.0:
+        raise IcnetDeployError(f"min_agreement is a percentage (0..100), got {opts.min_agreement}")
+    if opts.max_logit_error < 0:
+        raise IcnetDeployError(f"max_logit_error must be ≥ 0, got {opts.max_logit_error}")
+    size = (opts.height, opts.width)
+    if opts.verify_sizes is not None and not opts.dynamic and any(tuple(s) != size for s in opts.verify_sizes):
         raise IcnetDeployError("verify_sizes other than the export size need a dynamic export")
-    for h, w in verify_sizes or ():
+    for h, w in opts.verify_sizes or ():
         if h < MIN_SIZE or w < MIN_SIZE:
             raise IcnetDeployError(f"verification size {h}×{w} is below the minimum {MIN_SIZE}×{MIN_SIZE}")
     _check_output(output)
@@ -517,44 +504,45 @@ def export(
     started = time.perf_counter()
     with atomic_path(output) as tmp:  # creates the temp file now: an unwritable place fails before the work
         say("loading the model")
-        model = _resolve_model(model_or_checkpoint, config)
+        model = _resolve_model(model_or_checkpoint, opts.config)
         was_training = model.training
         model.eval()
         try:
             num_classes = model.config.num_classes
-            if plugin and num_classes > 255:
+            if opts.plugin and num_classes > 255:
                 raise IcnetDeployError(f"the UpsampleArgmax plugin writes uint8 labels: at most 255 classes, "
                                        f"this model has {num_classes}")
             labels_dtype = torch.uint8 if num_classes <= 255 else torch.int32
-            out_dtype = "float32" if outputs == "logits" else str(labels_dtype).removeprefix("torch.")
-            traced = "logits" if plugin else outputs  # the plugin replaces the logits graph's ending after verification
-            if dynamic:
+            out_dtype = "float32" if opts.outputs == "logits" else str(labels_dtype).removeprefix("torch.")
+            traced = "logits" if opts.plugin else opts.outputs  # the plugin replaces the logits graph's ending after verification
+            if opts.dynamic:
                 input_dims: list = ["batch", 3, "height", "width"]
             else:
-                input_dims = [batch, 3, height, width]
+                input_dims = [opts.batch, 3, opts.height, opts.width]
             output_dims = (
                 [input_dims[0], num_classes, input_dims[2], input_dims[3]] if traced == "logits"
                 else [input_dims[0], input_dims[2], input_dims[3]]
             )
 
-            say(f"tracing at {batch}×3×{height}×{width} (opset {opset}{', dynamic' if dynamic else ''})")
-            proto = _trace(model, height=height, width=width, batch=batch, dynamic=dynamic, opset=opset,
-                           outputs=traced, labels_dtype=labels_dtype)
+            say(f"tracing at {opts.batch}×3×{opts.height}×{opts.width} "
+                f"(opset {opts.opset}{', dynamic' if opts.dynamic else ''})")
+            proto = _trace(model, height=opts.height, width=opts.width, batch=opts.batch, dynamic=opts.dynamic,
+                           opset=opts.opset, outputs=traced, labels_dtype=labels_dtype)
             say("simplifying (onnxslim) and checking")
-            proto = _simplify_and_check(proto, dynamic=dynamic, input_dims=input_dims, output_dims=output_dims)
+            proto = _simplify_and_check(proto, dynamic=opts.dynamic, input_dims=input_dims, output_dims=output_dims)
 
             parity = None
-            if verify:
-                if dynamic:
-                    sizes = list(verify_sizes) if verify_sizes else [
-                        (height, width), (max(MIN_SIZE, height * 3 // 4) | 1, max(MIN_SIZE, width * 3 // 4) | 1)
+            if opts.verify:
+                if opts.dynamic:
+                    sizes = list(opts.verify_sizes) if opts.verify_sizes else [
+                        size, (max(MIN_SIZE, opts.height * 3 // 4) | 1, max(MIN_SIZE, opts.width * 3 // 4) | 1)
                     ]
-                    run_batch = 2 if verify_images >= 2 else 1
+                    run_batch = 2 if opts.verify_images >= 2 else 1
                 else:
-                    sizes, run_batch = [(height, width)], batch
+                    sizes, run_batch = [(opts.height, opts.width)], opts.batch
                 report = verify_onnx(
-                    proto, model, sizes=sizes, batch=run_batch, images=verify_images,
-                    min_agreement=min_agreement, max_logit_error=max_logit_error, threads=threads, progress=say,
+                    proto, model, sizes=sizes, batch=run_batch, images=opts.verify_images,
+                    min_agreement=opts.min_agreement, max_logit_error=opts.max_logit_error, threads=opts.threads, progress=say,
                 )
                 if not report.passed:
                     error = ParityError(f"ONNX export fails verification against eager PyTorch: {'; '.join(report.failures)}")
@@ -562,7 +550,7 @@ def export(
                     raise error
                 parity = report.to_dict()
             plugin_record = None
-            if plugin:
+            if opts.plugin:
                 proto, plugin_record = _with_plugin(proto)
                 output_dims = [input_dims[0], input_dims[2], input_dims[3]]
         finally:
@@ -572,17 +560,17 @@ def export(
 
         info = getattr(model, "checkpoint_info", None) or {}
         names, palette = _palette(num_classes)
-        size_rule = {"min": MIN_SIZE, "multiple_of": 1, "dynamic": bool(dynamic)}
-        if not dynamic:
-            size_rule.update(height=height, width=width)
+        size_rule = {"min": MIN_SIZE, "multiple_of": 1, "dynamic": bool(opts.dynamic)}
+        if not opts.dynamic:
+            size_rule.update(height=opts.height, width=opts.width)
         manifest = Manifest(
             format="onnx",
             precision="fp32",
             input_name=INPUT_NAME,
             input_shape=list(input_dims),
             input_dtype="float32",
-            output_name=outputs,
-            output_kind=outputs,
+            output_name=opts.outputs,
+            output_kind=opts.outputs,
             output_dtype=out_dtype,
             num_classes=num_classes,
             class_names=names,
@@ -593,10 +581,10 @@ def export(
             model_config=json.loads(model.config.to_json()),
             checkpoint_sha256=info.get("sha256"),
             checkpoint_path=portable_path(info["path"], output) if info.get("path") else None,
-            target="tensorrt" if plugin else "any",
+            target="tensorrt" if opts.plugin else "any",
             versions=library_versions("torch", "onnx", "onnxruntime", "onnxslim"),
             details={
-                "opset": opset,
+                "opset": opts.opset,
                 "ir_version": int(proto.ir_version),
                 "exporter": EXPORTER,
                 "simplifier": f"onnxslim {onnxslim.__version__}",

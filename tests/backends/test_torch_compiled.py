@@ -72,7 +72,8 @@ def bare_engine(tmp_path, small_checkpoint) -> Path:
 def test_manifest_records_what_the_engine_is_tied_to(bare_engine, small_checkpoint):
     m = read_manifest(bare_engine)
     assert (m.format, m.precision, m.input_shape, m.target) == ("torch", "fp32", [1, 3, H, W], "cpu")
-    assert m.checkpoint_path == str(small_checkpoint.resolve())
+    assert not Path(m.checkpoint_path).is_absolute()
+    assert (bare_engine.parent / m.checkpoint_path).resolve() == small_checkpoint.resolve()
     assert m.checkpoint_sha256 == load_model(small_checkpoint).checkpoint_info["sha256"]
     d = m.details
     assert d["compile_mode"] == "default" and d["device"] == "cpu" and d["torch"] == torch.__version__
