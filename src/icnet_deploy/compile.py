@@ -361,10 +361,10 @@ def engine_candidates(folder: str | Path | None = "build", *, device: str = "cpu
 
 
 def _open(spec: str, *, device: str, provider: str | None, threads: int | None, checkpoint: Any, like: Any) -> Any:
-    from .backends.loader import EAGER, eager_reference, load
+    from .backends.loader import eager_precision, eager_reference, load
 
-    if spec == EAGER or spec.startswith(EAGER + "-"):
-        precision = spec.split("-", 1)[1] if "-" in spec else "fp32"
+    precision = eager_precision(spec)
+    if precision is not None:
         return eager_reference(like.manifest if like is not None else None, checkpoint,
                                getattr(like, "artifact", None) or getattr(like, "path", None),
                                strict=like is not None, device=device, precision=precision, threads=threads, name=spec)

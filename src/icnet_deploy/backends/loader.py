@@ -21,10 +21,19 @@ from pathlib import Path
 from ..errors import ArtifactError, BackendUnavailable, IcnetDeployError
 from .base import Runner
 
-__all__ = ["load", "reference_checkpoint", "eager_reference", "CHECKPOINT_SUFFIXES", "EAGER"]
+__all__ = ["load", "reference_checkpoint", "eager_reference", "eager_precision", "CHECKPOINT_SUFFIXES", "EAGER"]
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt")
 EAGER = "eager"  # the engine name meaning "the shipped checkpoint, eager PyTorch"
+
+
+def eager_precision(spec: str) -> str | None:
+    """The precision an engine name asks eager PyTorch for (``eager`` → fp32, ``eager-fp16`` → fp16);
+    None when ``spec`` names an artifact."""
+    spec = str(spec)
+    if spec == EAGER:
+        return "fp32"
+    return spec.split("-", 1)[1] if spec.startswith(EAGER + "-") else None
 
 
 def load(artifact_or_checkpoint: str | Path | None = None, *, device: str = "cpu", provider: str | None = None,
