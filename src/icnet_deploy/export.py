@@ -66,8 +66,6 @@ from .model.config import MIN_SIZE
 from .fileio import atomic_path, refuse_overwriting
 from .manifest import ONNX_METADATA_KEY, Manifest, embed_manifest, manifest_path, portable_path, write_manifest
 from .machine import library_versions
-from .metrics import within_delta
-from .upsample import labels_of
 
 __all__ = [
     "export",
@@ -176,8 +174,9 @@ def verify_onnx(
     import onnx
     import torch
 
-    from .ort_session import create_session
+    from .compare import SetStats
     from .data.transforms import preprocess
+    from .ort_session import create_session
 
     start = time.perf_counter()
     if isinstance(onnx_model, (str, Path)):
@@ -195,10 +194,8 @@ def verify_onnx(
     device = next(model.parameters()).device
     mean, std = model.config.mean, model.config.std
 
-    rows: list[dict] = []
-    max_err = peak = 0.0
-    err_sum = 0.0
-    agree_pixels = within_pixels = total_pixels = 0
+    stats = SetStats("verification", model.config.num_classes)
+    peak = 0.0
     for h, w in sizes:
         inputs = verification_images(images, h, w)
         for group in _batches(inputs, batch):
@@ -208,42 +205,30 @@ def verify_onnx(
             outs = session.run(fetch, {INPUT_NAME: x})
             with torch.inference_mode():
                 ref = model(torch.from_numpy(x).to(device)).float().cpu().numpy()
-            ref_labels = labels_of(ref)
-            if logits_name is None:
-                got_logits, got_labels = outs[0], labels_of(outs[0])
-            else:
-                got_logits, got_labels = outs[1], outs[0]
-                if got_labels.shape != ref_labels.shape:
-                    raise ParityError(f"labels output has shape {got_labels.shape}, expected {ref_labels.shape}")
+            got_logits = outs[0] if logits_name is None else outs[1]
             if got_logits.shape != ref.shape:
                 raise ParityError(f"ONNX logits have shape {got_logits.shape}, eager gives {ref.shape}")
+            if logits_name is not None and outs[0].shape != (ref.shape[0], *ref.shape[2:]):
+                raise ParityError(f"labels output has shape {outs[0].shape}, expected {(ref.shape[0], *ref.shape[2:])}")
             for k, (name, kind, _) in enumerate(group):
-                diff = np.abs(got_logits[k].astype(np.float32) - ref[k])
-                agree = int((got_labels[k].astype(np.int64) == ref_labels[k]).sum())
-                within = int(within_delta(ref[k], got_labels[k]).sum())
-                pixels = ref_labels[k].size
-                rows.append({
-                    "image": name, "kind": kind, "size": [h, w],
-                    "max_abs_logit_error": float(diff.max()), "mean_abs_logit_error": float(diff.mean()),
-                    "agreement_pct": 100.0 * agree / pixels, "agreement_within_delta_pct": 100.0 * within / pixels,
-                })
-                within_pixels += within
-                max_err = max(max_err, float(diff.max()))
-                err_sum += float(diff.sum())
+                if logits_name is None:
+                    stats.add(name, got_logits[k], ref[k], "logits", (h, w), None)
+                else:  # a labels graph: its labels judged, its internal logits measured
+                    stats.add(name, outs[0][k], ref[k], "labels", (h, w), None, eng_logits=got_logits[k])
+                stats.images[-1]["kind"] = kind
                 peak = max(peak, float(np.abs(ref[k]).max()))
-                agree_pixels += agree
-                total_pixels += pixels
-    values = model.config.num_classes * total_pixels
+    result = stats.result()
+    rows, max_err = result["per_image"], result["max_abs_logit_error"]
     bound = max_logit_error * max(1.0, peak / LOGIT_SCALE_REF)
-    worst = min(rows, key=lambda r: r["agreement_pct"])
+    worst = result["worst_image"]
     report = ParityReport(
         images=rows,
         max_abs_logit_error=max_err,
-        mean_abs_logit_error=err_sum / values,
+        mean_abs_logit_error=result["mean_abs_logit_error"],
         peak_abs_logit=peak,
         agreement_pct=worst["agreement_pct"],
-        pooled_agreement_pct=100.0 * agree_pixels / total_pixels,
-        pooled_within_delta_pct=100.0 * within_pixels / total_pixels,
+        pooled_agreement_pct=result["agreement_pct"],
+        pooled_within_delta_pct=result["agreement_within_delta_pct"],
         min_agreement_pct=float(min_agreement),
         max_logit_error=float(max_logit_error),
         logit_error_bound=bound,
