@@ -122,7 +122,7 @@ def _probe(spec: str, size: tuple[int, int], batch: int, device: str, provider: 
         import onnxruntime  # noqa: F401
     except ImportError:
         pass
-    from .backends.loader import EAGER, eager_reference, load
+    from .backends.loader import eager_precision, eager_reference, load
 
     cuda = device.startswith("cuda") and torch.cuda.is_available()
     if cuda:
@@ -130,8 +130,8 @@ def _probe(spec: str, size: tuple[int, int], batch: int, device: str, provider: 
         free_before = torch.cuda.mem_get_info()[0]
         torch.cuda.reset_peak_memory_stats()
     baseline = _peak_rss_mib()
-    if spec == EAGER or spec.startswith(EAGER + "-"):
-        precision = spec.split("-", 1)[1] if "-" in spec else "fp32"
+    precision = eager_precision(spec)
+    if precision is not None:
         from .manifest import read_manifest
 
         manifest = read_manifest(like) if like else None  # the same weights/config the timed baseline used
@@ -197,17 +197,16 @@ def _image(size: tuple[int, int]) -> np.ndarray:
 
 
 def _batch_for(runner: Runner, image: np.ndarray, batch: int) -> np.ndarray:
-    from .infer import prepare
 
     n = runner.batch_size or batch
-    return np.repeat(prepare(runner, image), n, axis=0)
+    return np.repeat(runner.prepare(image), n, axis=0)
 
 
 def _end_to_end(runner: Runner, images: list[np.ndarray]) -> None:
-    from .infer import prepare, to_labels
+    from .data.transforms import to_labels
 
     n = runner.batch_size or len(images)
-    x = np.concatenate([prepare(runner, im) for im in images], axis=0)
+    x = np.concatenate([runner.prepare(im) for im in images], axis=0)
     if x.shape[0] < n:
         x = np.concatenate([x, np.repeat(x[-1:], n - x.shape[0], axis=0)], axis=0)
     sizes = {im.shape[:2] for im in images}
@@ -293,7 +292,7 @@ def bench(
     (slower: one process start and model load per engine). ``baseline``: one of ``engines`` (or
     ``"eager"``) that every engine is also compared with, in ``vs_baseline``.
     """
-    from .backends.loader import EAGER, eager_reference, load
+    from .backends.loader import EAGER, eager_precision, eager_reference, load
 
     if iters < 1 or warmup < 0 or batch < 1:
         raise IcnetDeployError(f"need iters ≥ 1, warmup ≥ 0, batch ≥ 1 (got {iters}, {warmup}, {batch})")
@@ -301,8 +300,8 @@ def bench(
     baseline_index = _baseline_index(baseline, specs)  # before any engine loads: a typo fails fast
     runners: list[Runner] = []
     for spec in specs:
-        if spec.startswith(EAGER + "-"):
-            runners.append(load(None, device=device, precision=spec.split("-", 1)[1], threads=threads, name=spec))
+        if eager_precision(spec) is not None:
+            runners.append(load(None, device=device, precision=eager_precision(spec), threads=threads, name=spec))
         else:
             runners.append(load(spec, device=device, provider=provider, threads=threads))
     first_manifest = next((r.manifest for r in runners if r.manifest is not None), None)

@@ -1,6 +1,18 @@
-"""The ICNet reference model, its configurations, loss and weight files."""
+"""The ICNet reference model, its configurations, loss and weight files.
 
-from .config import CONFIGS, ICNetConfig, get_config
-from .icnet import ICNet, CascadeOutputs, branch_sizes
+The configurations import without torch; the network (``ICNet``) loads torch when it is first named.
+"""
 
-__all__ = ["CONFIGS", "ICNetConfig", "get_config", "ICNet", "CascadeOutputs", "branch_sizes"]
+from .config import CONFIGS, MIN_SIZE, ICNetConfig, get_config
+
+__all__ = ["CONFIGS", "MIN_SIZE", "ICNetConfig", "get_config", "ICNet", "CascadeOutputs", "branch_sizes"]
+
+_NETWORK = ("ICNet", "CascadeOutputs", "branch_sizes")
+
+
+def __getattr__(name: str):
+    if name in _NETWORK:
+        from . import icnet
+
+        return getattr(icnet, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

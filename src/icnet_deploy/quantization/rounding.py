@@ -30,15 +30,16 @@ trial graphs), skipping convs whose weight scales differ.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .errors import ArtifactError
+from ..errors import ArtifactError
+from ..progress import StageProgress
 
-__all__ = ["DAMPING", "MAX_POSITIONS", "WEIGHT_ROUNDING_IMAGES", "ConvRounding", "QuantizedConv", "WeightRounding",
+__all__ = ["DAMPING", "MAX_COLUMNS", "MAX_POSITIONS", "WEIGHT_ROUNDING_IMAGES", "ConvRounding", "QuantizedConv", "WeightRounding",
            "apply_rounding", "node_attributes", "quantized_convs", "round_weights", "write_bias_steps"]
 
 # Calibration images whose conv inputs make H (fixed rule, photo agreement at 1024×2048 with 4 / 8 /
@@ -51,8 +52,11 @@ MAX_POSITIONS = 16384
 # input channels that are always zero after a ReLU and rounds them to the nearest step.
 DAMPING = 0.01
 BLOCK = 128  # columns rounded per lazy batch update (the paper's block size)
+# Widest conv GPTQ takes: H is K×K float64 (8192 columns: 0.5 GB). mmseg's ICNet-R50 has a 3×3 conv over
+# 4096 channels (K = 36864: an 11 GB H, which ran a 23 GB machine out of memory); wider convs keep
+# nearest rounding and the manifest lists them.
+MAX_COLUMNS = 8192
 
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -69,6 +73,7 @@ class WeightRounding:
     images: int
     seconds: float
     convs: list[ConvRounding] = field(default_factory=list)
+    too_wide: list[str] = field(default_factory=list)  # convs over MAX_COLUMNS: nearest rounding
     # conv node name → (int8 weights, per-channel scale, float64 bias)
     weights: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
 
@@ -83,6 +88,7 @@ class WeightRounding:
             "convs": len(self.convs),
             "damping": DAMPING,
             "max_positions_per_image": MAX_POSITIONS,
+            **({"nearest_over_max_columns": {"max_columns": MAX_COLUMNS, "convs": self.too_wide}} if self.too_wide else {}),
             "mean_relative_output_error": {"nearest": _round(np.mean(near)) if near else None,
                                            "gptq": _round(np.mean(gptq)) if gptq else None},
             "largest": [{"node": c.node, "nearest": _round(c.error_nearest), "gptq": _round(c.error_gptq)} for c in worst],
@@ -196,7 +202,7 @@ def _graph_up_to(model: Any, tensor: str) -> Any:
     output, and the tail of ICNet (fusion, classifier, the full-size Resize) is its costliest part."""
     from onnx import TensorProto, helper
 
-    from .backends.onnxruntime import graph_dependencies
+    from ..onnx_graph import graph_dependencies
 
     graph = model.graph
     needed = graph_dependencies(graph.node, tensor)
@@ -254,7 +260,7 @@ def _relative_error(w: Any, steps: Any, bias: Any, scale: Any, h: Any) -> float:
 
 
 def round_weights(qdq: Any, fp32: Any, batches: Iterable[np.ndarray], *, threads: int | None = None,
-                  seed: int = 0, progress: Progress | None = None) -> tuple[Any, WeightRounding]:
+                  seed: int = 0, progress: StageProgress | None = None) -> tuple[Any, WeightRounding]:
     """A copy of the QDQ ModelProto ``qdq`` with every quantized conv's int8 weights (and bias)
     GPTQ-rounded, and the rounding (to apply to other graphs with ``apply_rounding``).
 
@@ -265,7 +271,7 @@ def round_weights(qdq: Any, fp32: Any, batches: Iterable[np.ndarray], *, threads
     import torch
     from onnx import numpy_helper
 
-    from .backends.onnxruntime import create_session
+    from ..ort_session import create_session
 
     started = time.perf_counter()
     say = progress or (lambda _s, _d, _t: None)
@@ -295,6 +301,9 @@ def round_weights(qdq: Any, fp32: Any, batches: Iterable[np.ndarray], *, threads
             scale = numpy_helper.to_array(inits[conv.weight_scale]).astype(np.float64).reshape(-1)
             if scale.shape[0] != w32.shape[0] or not np.all(scale > 0):
                 continue  # per-tensor or degenerate scales: leave nearest rounding
+            if w32[0].size + 1 > MAX_COLUMNS:
+                report.too_wide.append(conv.node.name)
+                continue
             # the conv's input as the graph computes it now (every conv before it already rounded)
             probe = _graph_up_to(model, conv.node.input[0])
             session = create_session(probe.SerializeToString(), threads=threads)
