@@ -135,3 +135,20 @@ def test_the_probe_subgraph_computes_the_same_tensor_with_fewer_nodes(setup):
     s_sub = create_session(sub.SerializeToString(), threads=1)
     want = s_full.run([tensor], {s_full.get_inputs()[0].name: batches[0]})[0]
     assert np.array_equal(s_sub.run(None, {s_sub.get_inputs()[0].name: batches[0]})[0], want)
+
+
+def test_convs_wider_than_max_columns_keep_nearest_rounding(setup, monkeypatch):
+    """A conv whose K×K float64 H would not fit (mmseg ICNet-R50's 3×3 over 4096 channels: 11 GB) is
+    left at nearest rounding and named in the report, not rounded at the cost of the machine's memory."""
+    from icnet_deploy.quantization import rounding
+
+    pre, cache, batches = setup
+    qdq = Q.quantize_qdq(pre, cache, target="cpu")
+    monkeypatch.setattr(rounding, "MAX_COLUMNS", 300)
+    rounded, report = round_weights(qdq, pre, batches[:1], threads=1)
+    assert report.too_wide and all(c.columns + 1 <= 300 for c in report.convs)
+    assert report.to_dict()["nearest_over_max_columns"]["convs"] == report.too_wide
+    before, after = _arrays(qdq), _arrays(rounded)
+    convs = {c.node.name: c for c in rounding.quantized_convs(qdq.graph)}
+    for name in report.too_wide:
+        assert np.array_equal(before[convs[name].weight_q], after[convs[name].weight_q])
