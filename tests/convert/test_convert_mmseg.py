@@ -63,8 +63,17 @@ def _compare(mm_model, net, height: int, width: int) -> None:
         # mmseg's predict: the 1/8 logits resized to the input (bilinear, align_corners=False)
         ref_full = F.interpolate(ref, size=(height, width), mode="bilinear", align_corners=False)
         assert full.shape == ref_full.shape
-        assert float((full - ref_full).abs().max()) <= TOLERANCE, kind
-        assert torch.equal(full.argmax(1), ref_full.argmax(1)), kind
+        delta = float((full - ref_full).abs().max())
+        assert delta <= TOLERANCE, kind
+        # labels identical, except at exact ties: a pixel whose two best classes are closer than the float
+        # rounding of two correct implementations (2·max|Δlogit|) may pick either (random weights make a
+        # few of those among 2 M pixels)
+        differ = full.argmax(1) != ref_full.argmax(1)
+        if bool(differ.any()):
+            top2 = ref_full.topk(2, dim=1).values
+            margin = (top2[:, 0] - top2[:, 1])[differ]
+            assert float(margin.max()) <= 2 * delta, (kind, int(differ.sum()), float(margin.max()))
+            assert int(differ.sum()) <= 1e-5 * differ.numel(), (kind, int(differ.sum()))
         assert float(ref.abs().max()) > 1.0  # the comparison is between real, non-vanishing logits
 
 
