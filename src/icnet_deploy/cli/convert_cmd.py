@@ -28,7 +28,7 @@ def convert(
     listed and nothing is written (exit 2). The output records its source file, sha256, framework and
     version, and the normalisation the weights expect (`icnet-deploy info --checkpoint OUT` shows them).
 
-    Example: `icnet-deploy convert icnet_r50-d8_4xb2-80k_cityscapes-832x832_20210925_151434-b3b86567.pth -o models/icnet_mmseg_r50.safetensors`
+    Example: `icnet-deploy convert icnet_r50-d8_cityscapes.pth -o models/icnet_mmseg_r50.safetensors`
     """
     from ..convert import ConversionError, convert_checkpoint
 
