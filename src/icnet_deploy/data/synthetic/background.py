@@ -6,15 +6,13 @@ The sky is drawn first and opens the canvases: every pixel nothing else covers i
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from .palette import BUILDING, T_FACADE, T_FOLIAGE, VEG
 
-if TYPE_CHECKING:
-    from .scene import Scene
+from .canvas import Scene
 
 
 def _sky_colours(sc: Scene) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:

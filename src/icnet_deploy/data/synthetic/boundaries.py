@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .buildings import courses
 from .palette import FENCE, T_CONCRETE, T_FOLIAGE, T_METAL, VEG, WALL
 
-if TYPE_CHECKING:
-    from .scene import Scene
+from .canvas import Scene
 
 # per side kind: probability of a wall, a fence, a hedge for each boundary segment
 _P_KIND = {"urban": (0.35, 0.3, 0.15), "suburban": (0.3, 0.45, 0.25), "open": (0.35, 0.4, 0.25)}

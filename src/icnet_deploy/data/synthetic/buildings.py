@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .palette import BUILDING, T_CONCRETE, T_FACADE, T_GLASS, T_PAINT
 
-if TYPE_CHECKING:
-    from .scene import Scene
+from .canvas import Scene
 
 Style = dict[str, Any]
 

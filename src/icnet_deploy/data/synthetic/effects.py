@@ -7,15 +7,13 @@ image size, so the layout stream stays the same at every resolution.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageChops, ImageFilter
 
 from .palette import GROUND_HAZE, ROAD, SIDEWALK, TERRAIN, TEX_AMP
 
-if TYPE_CHECKING:
-    from .scene import Scene
+from .canvas import Scene
 
 # as 8-bit PIL point() tables: a lookup over a whole 2-Mpixel image costs ~2 ms this way
 _TEX_SCALE = 255.0 / 0.5

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .palette import BUS, T_GLASS, T_METAL, T_NONE, T_PAINT, TRAIN, TRUCK
 from .vehicles import vehicle_color, visible_side, wheels_x
 
-if TYPE_CHECKING:
-    from .scene import Scene
+from .canvas import Scene
 
 
 def _box_shadow(sc: Scene, x0: float, x1: float, z0: float, z1: float, darkness: float) -> None:

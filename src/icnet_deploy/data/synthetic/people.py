@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -10,8 +9,7 @@ from numpy.typing import ArrayLike
 from .palette import PERSON, T_CLOTH, T_NONE
 from .shapes import ground_ellipse, seg
 
-if TYPE_CHECKING:
-    from .scene import Scene
+from .canvas import Scene
 
 
 def clothes(sc: Scene) -> dict[str, np.ndarray]:

@@ -6,7 +6,6 @@ the scene draws the queue far to near. The order of the random draws is part of 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 from .heavy_vehicles import bus, tram, truck
 from .palette import T_GRASS, TERRAIN
@@ -16,8 +15,7 @@ from .two_wheelers import cycle
 from .vegetation import bush, tree
 from .vehicles import car, car_across
 
-if TYPE_CHECKING:
-    from .scene import Scene
+from .canvas import Scene
 
 
 def place_objects(sc: Scene) -> None:

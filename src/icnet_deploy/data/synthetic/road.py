@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .palette import ROAD, SIDEWALK, T_ASPHALT, T_CONCRETE, T_GRASS, T_METAL, T_PAINT, T_PAVING, TERRAIN
 from .sidewalk import FAR, Z_FAR
 
-if TYPE_CHECKING:
-    from .scene import Scene
+from .canvas import Scene
 
 
 def paint_road(sc: Scene) -> None:

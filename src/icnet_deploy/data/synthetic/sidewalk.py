@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 from .palette import GROUND_HAZE, IGNORE_ID, SIDEWALK, T_ASPHALT, T_CONCRETE, T_GRASS, T_PAVING, TERRAIN
 
-if TYPE_CHECKING:
-    from .scene import Scene
+from .canvas import Scene
 
 FAR = 2000.0  # lateral extent of the ground plane (metres): beyond any image edge
 Z_FAR = 5000.0  # depth where ground polygons end: at the horizon for every camera

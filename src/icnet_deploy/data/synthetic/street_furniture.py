@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .palette import IGNORE_ID, LIGHT, POLE, SIGN, T_METAL, T_NONE, T_PAINT
 from .shapes import seg
 
-if TYPE_CHECKING:
-    from .scene import Scene
+from .canvas import Scene
 
 LampStyle = tuple[float, float, np.ndarray, bool]  # height, width, colour, has an arm
 

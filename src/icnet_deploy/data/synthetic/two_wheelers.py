@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -11,8 +10,7 @@ from .palette import BIKE, MOTO, RIDER, T_CLOTH, T_METAL, T_NONE, T_PAINT
 from .people import clothes
 from .shapes import ground_ellipse, hull, seg
 
-if TYPE_CHECKING:
-    from .scene import Scene
+from .canvas import Scene
 
 
 class _SideView:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .palette import T_BARK, T_FOLIAGE, VEG
 from .shapes import ground_ellipse, seg
 
-if TYPE_CHECKING:
-    from .scene import Scene
+from .canvas import Scene
 
 
 def tree(sc: Scene, X: float, z: float, base: float, size: float) -> None:

@@ -5,15 +5,13 @@ Trucks, buses and trams are in ``heavy_vehicles``; two-wheelers in ``two_wheeler
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from .palette import CAR, IGNORE_ID, T_GLASS, T_METAL, T_NONE, T_PAINT
 
-if TYPE_CHECKING:
-    from .scene import Scene
+from .canvas import Scene
 
 
 def vehicle_color(sc: Scene) -> np.ndarray:
