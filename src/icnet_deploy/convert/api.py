@@ -12,7 +12,7 @@ from ..fileio import refuse_overwriting
 from ..hashing import sha256_file
 from ..model.config import ICNetConfig, get_config
 
-__all__ = ["convert_checkpoint", "ConversionError", "FORMATS", "MAX_PROBLEM_LINES"]
+__all__ = ["convert_checkpoint", "check_against", "ConversionError", "FORMATS", "MAX_PROBLEM_LINES"]
 
 FORMATS = ("mmseg", "caffe")
 MAX_PROBLEM_LINES = 12  # the first problems in full, then a count: a wrong architecture has hundreds
