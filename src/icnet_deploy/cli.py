@@ -115,6 +115,13 @@ def _cli_errors(func: Callable) -> Callable:
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort):
             raise
+        except ModuleNotFoundError as exc:  # an optional framework (torch, ray, ...) this command needs
+            from .optional import EXTRAS, missing_extra_message
+
+            if not exc.name or exc.name.split(".")[0] not in EXTRAS:
+                _fail(2, "error", exc, as_json, unexpected=True)
+            _fail(2, "error", IcnetDeployError(missing_extra_message(exc.name, f"`{func.__name__.removesuffix('_cmd')}`")),
+                  as_json)
         except TyperException as exc:  # e.g. typer.BadParameter from a command's own parsing: typer prints it
             if as_json and not _session["json_emitted"]:
                 emit_json({"error": _one_line(exc.format_message()), "exit_code": exc.exit_code})
@@ -611,6 +618,7 @@ def bench_cmd(
     end_to_end: bool = typer.Option(True, "--e2e/--no-e2e", help="Also time pre/post-processing (end to end)."),
     parity: bool = typer.Option(False, "--parity", help="Also run `check` on each engine and add its verdict."),
     baseline: Optional[str] = typer.Option(None, "--baseline", "-b", help="Also give every engine's speed-up and memory against this one (one of the --engine files, or eager), from the same interleaved rounds."),
+    eager: Optional[bool] = typer.Option(None, "--eager/--no-eager", help="Bench eager PyTorch too (default: when torch is installed; without it, the engines alone)."),
     html: Optional[Path] = typer.Option(None, "--html", help="Also write a self-contained HTML report here: latency distributions, speed-up and memory bars, the machine (needs the [report] extra)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
 ) -> None:
@@ -632,7 +640,7 @@ def bench_cmd(
         report = run_bench(
             engine, size=parse_size(size) if size else None, batch=batch, iters=iters, warmup=warmup, device=device,
             provider=provider, threads=threads, checkpoint=checkpoint, memory=memory, end_to_end=end_to_end,
-            baseline=baseline, progress=lambda phase, done, total: task.update(done, total=total, status=phase),
+            baseline=baseline, eager=eager, progress=lambda phase, done, total: task.update(done, total=total, status=phase),
         )
         result = report.to_dict()
         if parity:
@@ -670,6 +678,8 @@ def _mem_ratio(vs: dict) -> str:
 
 def _speedup_text(vs: dict, e2e: bool, is_base: bool) -> str:
     """p50 ratio (compute / end-to-end), with the interquartile range of the per-round ratios."""
+    if not vs:  # no eager baseline in this run
+        return "—"
     text = f"{vs.get('compute_speedup', 0):.2f}×" + (f" / {vs['end_to_end_speedup']:.2f}×" if e2e else "")
     paired = vs.get("compute_speedup_paired")
     if paired and not is_base:
