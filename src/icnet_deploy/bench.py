@@ -206,19 +206,9 @@ def _batch_for(runner: Runner, image: np.ndarray, batch: int) -> np.ndarray:
 
 
 def _end_to_end(runner: Runner, images: list[np.ndarray]) -> None:
-    from .infer import prepare, to_labels
+    from .infer import label_images
 
-    n = runner.batch_size or len(images)
-    x = np.concatenate([prepare(runner, im) for im in images], axis=0)
-    if x.shape[0] < n:
-        x = np.concatenate([x, np.repeat(x[-1:], n - x.shape[0], axis=0)], axis=0)
-    sizes = {im.shape[:2] for im in images}
-    if len(sizes) == 1:  # the label path in one call (the op on the device where the runner has it)
-        runner.predict_labels(x, sizes.pop())
-        return
-    out = runner.infer_for_labels(x)
-    for k, im in enumerate(images):
-        to_labels(out[k], runner.output_kind, im.shape[:2], x.shape[-2:], threads=runner.threads)
+    label_images(runner, images)
 
 
 @dataclass
