@@ -1245,6 +1245,39 @@ def serve_bench_cmd(
         raise IcnetDeployError(f"{sum(len(r['errors']) for r in results)} request(s) failed")
 
 
+@app.command("export-triton")
+@_cli_errors
+def export_triton_cmd(
+    engine: Path = typer.Argument(..., help="An ONNX engine (fp32/fp16/int8) or a TensorRT engine."),
+    out: Path = typer.Option(Path("model_repository"), "--out", "-o", help="The model repository folder to write."),
+    model_name: str = typer.Option("icnet", "--model-name", help="The ensemble's name (the other models get it as prefix)."),
+    max_batch: int = typer.Option(8, "--max-batch", min=1, help="max_batch_size of engines with a dynamic batch."),
+    queue_delay_us: int = typer.Option(2000, "--queue-delay-us", min=0, help="The dynamic batcher's queue delay (µs)."),
+    instances: int = typer.Option(1, min=1, help="Instances of each model."),
+    kind: str = typer.Option("auto", help="Instance kind: auto (CPU for ONNX, GPU for TensorRT), cpu or gpu."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing, non-empty --out."),
+    as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON on stdout."),
+) -> None:
+    """Write a Triton model repository: the engine (onnxruntime_onnx or tensorrt_plan), pre/post-processing
+    Python models and an ensemble `icnet` (image in, labels out) for `tritonserver --model-repository`.
+
+    The Python models run the toolkit's own pre/post-processing: Triton's Python environment needs
+    `pip install icnet-deploy` (no torch).
+
+    Example: `icnet-deploy export-triton build/icnet_int8.onnx --out model_repository/ --instances 2`
+    """
+    from .serving.repository import RepositoryOptions, export_repository
+
+    result = export_repository(engine, out, RepositoryOptions(model_name=model_name, max_batch=max_batch,
+                                                              queue_delay_us=queue_delay_us, instances=instances,
+                                                              kind=kind), overwrite=overwrite)
+    console.print(f"wrote {out}/: {', '.join(result['models'])} ({result['platform']}, max_batch_size "
+                  f"{result['max_batch_size']}, {instances} × {result['instance_kind']}); serve it with "
+                  f"tritonserver --model-repository {out}", highlight=False)
+    if as_json:
+        emit_json(result)
+
+
 def _not_yet(command: str, issue: str) -> None:
     console.print(f"[bold red]error:[/] `icnet-deploy {command}` is not available yet ({issue} has not landed)")
     raise typer.Exit(2)
