@@ -90,7 +90,7 @@ class FakeRequest(dict):
 
 def test_label_model_gives_infer_labels_for_eager_and_a_dynamic_labels_engine(images_dir, tmp_path, small_labels_onnx):
     from icnet_deploy import load
-    from icnet_deploy.serving.triton import LabelModel
+    from icnet_deploy.serve.triton import LabelModel
 
     scenes = np.stack([read(images_dir, f"scene_{k}.png") for k in range(3)])
     for engine in (None, small_labels_onnx):  # the shipped checkpoint eager; a dynamic-size engine with ArgMax inside
@@ -106,7 +106,7 @@ def test_label_model_gives_infer_labels_for_eager_and_a_dynamic_labels_engine(im
 
 def test_label_model_logits_only_when_asked_and_bad_requests(shipped_onnx_small, small_labels_onnx):
     from icnet_deploy import load
-    from icnet_deploy.serving.triton import LabelModel
+    from icnet_deploy.serve.triton import LabelModel
 
     image = np.zeros((1, 40, 50, 3), np.uint8)
     with load(shipped_onnx_small) as runner:
@@ -144,7 +144,7 @@ def test_export_triton_static_engine(shipped_onnx_small, tmp_path):
     import onnxruntime as ort
 
     from icnet_deploy.manifest import read_manifest
-    from icnet_deploy.serving.repository import RepositoryOptions, export_repository
+    from icnet_deploy.serve.repository import RepositoryOptions, export_repository
 
     out = tmp_path / "repo"
     result = export_repository(shipped_onnx_small, out, RepositoryOptions(instances=2))
@@ -171,7 +171,7 @@ def test_export_triton_static_engine(shipped_onnx_small, tmp_path):
 
 
 def test_export_triton_dynamic_engine_batches(small_labels_onnx, tmp_path):
-    from icnet_deploy.serving.repository import RepositoryOptions, export_repository
+    from icnet_deploy.serve.repository import RepositoryOptions, export_repository
 
     export_repository(small_labels_onnx, tmp_path / "repo", RepositoryOptions(max_batch=4, queue_delay_us=500, kind="gpu"))
     configs = _parse_configs(tmp_path / "repo")
@@ -186,8 +186,8 @@ def test_export_triton_dynamic_engine_batches(small_labels_onnx, tmp_path):
 def test_python_models_pre_and_post_processing_give_infer_labels(shipped_int8_small, images_dir, tmp_path):
     """What the repository's Python models compute around the engine, with the engine run as Triton would."""
     from icnet_deploy.backends.onnxruntime import create_session
-    from icnet_deploy.serving.python_models import EngineContract, postprocess_request, preprocess_request
-    from icnet_deploy.serving.repository import export_repository
+    from icnet_deploy.serve.python_models import EngineContract, postprocess_request, preprocess_request
+    from icnet_deploy.serve.repository import export_repository
 
     want = reference_labels(shipped_int8_small, images_dir, tmp_path / "ref")
     export_repository(shipped_int8_small, tmp_path / "repo")
@@ -259,7 +259,7 @@ def test_runtime_without_torch_runs_infer_bench_and_load(runtime_venv, shipped_o
 @pytest.mark.parametrize("which", ["fp32", "int8"])
 def test_serve_answers_http_and_grpc_with_infer_labels(which, runtime_venv, shipped_onnx_small, shipped_int8_small,
                                                        images_dir, tmp_path):
-    from icnet_deploy.serving.client import connect, request_labels, wait_until_ready
+    from icnet_deploy.serve.client import connect, request_labels, wait_until_ready
 
     tritonclient_utils = pytest.importorskip("tritonclient.utils", reason="tritonclient (dev extra) is the client")
     engine = shipped_onnx_small if which == "fp32" else shipped_int8_small

@@ -578,7 +578,7 @@ def infer_cmd(
             report = infer_images(runner, source, output, batch=batch, overlay=overlay, allow_inside=allow_inside,
                                   max_pixels=max_pixels, progress=update)
         else:
-            from .serving.ray import infer_images_ray
+            from .serve.ray import infer_images_ray
 
             task.update(0, status="starting Ray" if ray == "local" else f"joining Ray at {ray}")
             report = infer_images_ray(engine, source, output, address=None if ray == "local" else ray,
@@ -1130,7 +1130,7 @@ def _build_compiled(model: Path, output: Path, *, precision: str, mode: Optional
 
 
 # --------------------------------------------------------------------------------------------
-# beyond one process: serve (Triton), serve-bench, export-triton (the serving package)
+# beyond one process: serve (Triton), serve-bench, export-triton (the serve package)
 # --------------------------------------------------------------------------------------------
 @app.command("serve")
 @_cli_errors
@@ -1162,7 +1162,7 @@ def serve_cmd(
 
     Example: `icnet-deploy serve build/icnet_int8.onnx --http-port 8000 --grpc-port 8001 --max-batch 4`
     """
-    from .serving.triton import ServeOptions, serve
+    from .serve.triton import ServeOptions, serve
 
     options = ServeOptions(model_name=model_name, address=address, http_port=http_port, grpc_port=grpc_port,
                            metrics_port=metrics_port, max_batch=max_batch, queue_delay_us=queue_delay_us,
@@ -1207,7 +1207,7 @@ def serve_bench_cmd(
     import os
 
     from .data.transforms import resize_image
-    from .serving.client import bench_server
+    from .serve.client import bench_server
 
     h, w = parse_size(size)
     if images is not None:
@@ -1266,7 +1266,7 @@ def export_triton_cmd(
 
     Example: `icnet-deploy export-triton build/icnet_int8.onnx --out model_repository/ --instances 2`
     """
-    from .serving.repository import RepositoryOptions, export_repository
+    from .serve.repository import RepositoryOptions, export_repository
 
     result = export_repository(engine, out, RepositoryOptions(model_name=model_name, max_batch=max_batch,
                                                               queue_delay_us=queue_delay_us, instances=instances,

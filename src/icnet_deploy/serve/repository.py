@@ -17,7 +17,7 @@ An engine with a dynamic batch gets ``max_batch_size`` and dynamic batching; one
 of 1 gets ``max_batch_size: 0`` (its full shape in the config, images sent without a batch
 dimension). Instances: ``instances`` per model, on the CPU (ONNX) or GPU (TensorRT) unless ``kind``
 says otherwise. The Python models need ``pip install icnet-deploy`` in Triton's Python environment
-(no torch; see ``serving.python_models``).
+(no torch; see ``serve.python_models``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ __all__ = ["RepositoryOptions", "export_repository", "TRITON_TYPES"]
 TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "uint8": "TYPE_UINT8", "int32": "TYPE_INT32",
                 "int64": "TYPE_INT64"}
 _PLATFORMS = {"onnx": ("onnxruntime_onnx", "model.onnx"), "tensorrt": ("tensorrt_plan", "model.plan")}
-_MODEL_PY = "from icnet_deploy.serving.python_models import {cls} as TritonPythonModel  # noqa: F401\n"
+_MODEL_PY = "from icnet_deploy.serve.python_models import {cls} as TritonPythonModel  # noqa: F401\n"
 
 
 @dataclass
@@ -94,6 +94,7 @@ def export_repository(engine: str | Path, out: str | Path, options: RepositoryOp
     batch other than 1) and ``IcnetDeployError`` when ``out`` exists and is not empty (unless ``overwrite``).
     """
     from ..manifest import read_manifest
+    from .python_models import MANIFEST_NAME
 
     options = options or RepositoryOptions()
     if options.max_batch < 1 or options.instances < 1 or options.queue_delay_us < 0:
@@ -170,8 +171,6 @@ def export_repository(engine: str | Path, out: str | Path, options: RepositoryOp
             shutil.copyfile(engine, engine_dir / filename)
         (staging / names["engine"] / "labels.txt").write_text("\n".join(manifest.class_names) + "\n")
         for key, cls in (("pre", "PreprocessModel"), ("post", "PostprocessModel")):
-            from .python_models import MANIFEST_NAME
-
             (staging / names[key] / "1" / "model.py").write_text(_MODEL_PY.format(cls=cls))
             (staging / names[key] / "1" / MANIFEST_NAME).write_text(json.dumps(manifest.to_dict(), indent=1))
         if out.exists():

@@ -1,7 +1,7 @@
 """The pre- and post-processing models of an exported Triton model repository (Python backend).
 
 ``export_repository`` writes, for each, a ``model.py`` of one import line
-(``from icnet_deploy.serving.python_models import PreprocessModel as TritonPythonModel``), so the
+(``from icnet_deploy.serve.python_models import PreprocessModel as TritonPythonModel``), so the
 server runs the toolkit's own functions — ``infer.prepare`` and ``infer.to_labels`` — and an
 ensemble of image → preprocess → engine → postprocess gives ``infer``'s labels. Triton's Python
 backend environment needs ``pip install icnet-deploy`` (no torch: numpy, Pillow and the engine's
