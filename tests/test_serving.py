@@ -319,3 +319,60 @@ def test_serve_answers_http_and_grpc_with_infer_labels(which, runtime_venv, ship
         if server.poll() is None:
             server.kill()
             server.wait()
+
+
+def test_exported_python_models_run_in_a_real_tritonserver(runtime_venv, shipped_int8_small, images_dir, tmp_path):
+    """The repository's pre/post-processing models, loaded by the `tritonserver` binary PyTriton ships
+    (its build has the Python backend but no ONNX Runtime backend, so the engine step runs here, on
+    the repository's model.onnx, between the two requests): labels equal `infer`'s."""
+    import sysconfig
+
+    from icnet_deploy.backends.onnxruntime import create_session
+    from icnet_deploy.serve.client import connect, wait_until_ready
+    from icnet_deploy.serve.repository import export_repository
+
+    http_module = pytest.importorskip("tritonclient.http", reason="tritonclient (dev extra) is the client")
+    want = reference_labels(shipped_int8_small, images_dir, tmp_path / "ref")
+    export_repository(shipped_int8_small, tmp_path / "repo")
+    site = next((runtime_venv / "lib").glob("python3*/site-packages"))
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    server_dir = tmp_path / "tritonserver"  # as PyTriton lays it out: the binaries, and the stub for this Python
+    shutil.copytree(site / "pytriton" / "tritonserver", server_dir, ignore=shutil.ignore_patterns("python_backend_stubs"))
+    shutil.copy(site / "pytriton" / "tritonserver" / "python_backend_stubs" / version / "triton_python_backend_stub",
+                server_dir / "backends" / "python")
+    http, grpc, metrics = free_ports(3)
+    env = {**os.environ, "PATH": f"{runtime_venv / 'bin'}:{os.environ['PATH']}",
+           "LD_LIBRARY_PATH": f"{sysconfig.get_config_var('LIBDIR')}:{site / 'nvidia_pytriton.libs'}"}
+    server = subprocess.Popen([str(server_dir / "bin" / "tritonserver"), "--model-repository", str(tmp_path / "repo"),
+                               "--backend-directory", str(server_dir / "backends"), "--model-control-mode", "explicit",
+                               "--load-model", "icnet_preprocess", "--load-model", "icnet_postprocess",
+                               "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics),
+                               "--exit-timeout-secs", "5"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until_ready(f"127.0.0.1:{http}", model="icnet_postprocess", process=server, timeout_s=120)
+        client = connect(f"127.0.0.1:{http}", "http")
+        assert client.is_model_ready("icnet_preprocess")
+        session = create_session(tmp_path / "repo" / "icnet_engine" / "1" / "model.onnx")
+
+        def call(model: str, **arrays: np.ndarray):
+            tensors = []
+            for name, array in arrays.items():
+                dtype = {np.uint8: "UINT8", np.float32: "FP32", np.int32: "INT32"}[array.dtype.type]
+                tensors.append(http_module.InferInput(name, list(array.shape), dtype))
+                tensors[-1].set_data_from_numpy(array)
+            return client.infer(model, tensors)
+
+        for name in ("chelsea.png", "rocket.jpg", "scene_2.png"):
+            pre = call("icnet_preprocess", image=read(images_dir, name))
+            x, size = pre.as_numpy("input"), pre.as_numpy("image_size")
+            assert x.shape == (1, 3, 128, 256) and list(size) == list(read(images_dir, name).shape[:2])
+            post = call("icnet_postprocess", engine_output=session.run(None, {"image": x})[0], image_size=size)
+            np.testing.assert_array_equal(post.as_numpy("labels"), want[Path(name).stem])
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
