@@ -118,15 +118,11 @@ def demo() -> None:
     if not fp32.is_file():
         run(cli, "export", "--output", fp32)
     engines = [fp32]
-    has_builder = subprocess.run([str(cli), "build-engine", "--help"], cwd=ROOT, capture_output=True).returncode == 0
-    if has_builder:
-        for precision in ("fp16", "int8"):
-            target = out / f"icnet_{precision}.onnx"
-            if not target.is_file():
-                run(cli, "build-engine", fp32, f"--{precision}", "--output", target)
-            engines.append(target)
-    else:
-        print("note: `icnet-deploy build-engine` has not landed yet: the demo goes on with the fp32 engine only", flush=True)
+    for precision in ("fp16", "int8"):
+        target = out / f"icnet_{precision}.onnx"
+        if not target.is_file():
+            run(cli, "build-engine", fp32, f"--{precision}", "--output", target)
+        engines.append(target)
 
     samples = out / "samples"
     if not (samples / "scenes").is_dir():

@@ -1,4 +1,4 @@
-"""The GPU table for compiled PyTorch engines (issue 8), in one run of under five minutes.
+"""The GPU table for compiled PyTorch engines, in one run of under five minutes.
 
     PYTHONPATH=src python benchmarks/gpu_compiled.py [--checkpoint models/icnet_r50_half_synthetic.safetensors]
                                                      [--out results.json] [--variants]
@@ -30,7 +30,7 @@ What it measures, ICNet at 1024×2048 on one GPU (fp16 = half-precision weights 
 
 ``--variants`` adds compiled fp16 with Inductor freezing (BatchNorm folded into the convolution
 weights) and with ``max-autotune`` (Triton templates + CUDA graphs); allow 5–10 more minutes.
-Goals (issue 8): batch 1 fp16 ≤ 1.0 ms; batch 8 ≥ 1500 images/s. Prints a table and writes JSON.
+Goals: batch 1 fp16 ≤ 1.0 ms; batch 8 ≥ 1500 images/s. Prints a table and writes JSON.
 """
 
 from __future__ import annotations

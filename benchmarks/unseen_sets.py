@@ -109,7 +109,6 @@ def main() -> int:
 
         from icnet_deploy.backends.torch_eager import TorchRunner
         from icnet_deploy.errors import IcnetDeployError
-        from icnet_deploy.infer import predict
         from icnet_deploy.model.weights import load_model
 
         if args.threads:
@@ -132,7 +131,7 @@ def main() -> int:
             if not todo:
                 continue
             start = time.perf_counter()
-            predictors = {n: (lambda image, r=r: predict(r, [image])[0]) for n, r in todo.items()}
+            predictors = {n: (lambda image, r=r: r.predict([image])[0]) for n, r in todo.items()}
             matrices = generated_set_confusion(predictors, seed, args.scenes, (height, width))
             for n, m in matrices.items():
                 state[f"{n}/{seed}"] = m.matrix

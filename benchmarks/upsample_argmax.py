@@ -154,7 +154,6 @@ def _end_to_end(spec: str, size: tuple[int, int], rounds: int, threads: int) -> 
     from icnet_deploy import plugins
     from icnet_deploy.backends import load
     from icnet_deploy.bench import _image
-    from icnet_deploy.infer import prepare
     from icnet_deploy.upsample import bilinear_argmax
 
     image = _image(size)
@@ -169,7 +168,7 @@ def _end_to_end(spec: str, size: tuple[int, int], rounds: int, threads: int) -> 
         for r in range(rounds + 1):
             for impl in (list(finish) if r % 2 else list(finish)[::-1]):
                 start = time.perf_counter()
-                out = runner.infer_for_labels(prepare(runner, image))[0]
+                out = runner.infer_for_labels(runner.prepare(image))[0]
                 mid = time.perf_counter()
                 finish[impl](out)
                 if r:

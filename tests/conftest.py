@@ -64,7 +64,7 @@ def small_quant_setup(small_onnx, calib_dir, tmp_path_factory):
     calibration cache of ``calib_dir`` and its four input batches."""
     import onnx
 
-    from icnet_deploy import quantize as Q
+    from icnet_deploy import quantization as Q
     from icnet_deploy.manifest import read_manifest
 
     m = read_manifest(small_onnx)
@@ -82,6 +82,35 @@ def int8_engine_small(small_onnx, calib_dir, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("int8_small") / "icnet_128x256_int8.onnx"
     build_engine(small_onnx, path, precision="int8", calib=calib_dir, weight_rounding="nearest", threads=1)
     return path
+
+
+@pytest.fixture(scope="session")
+def shipped_set_scores(tmp_path_factory):
+    """``scores(seed)``: the shipped checkpoint's ``evaluate --json`` record on the 12-scene generated set
+    at ``seed``, made as a user makes it (``synth --count 12 --seed S --split val``, then ``evaluate``),
+    through the CLI; each seed is evaluated once per session (the gate and the regression test share it)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from icnet_deploy.cli import app
+    from icnet_deploy.model.weights import SHIPPED_CHECKPOINT_NAME, shipped_checkpoint
+
+    if shipped_checkpoint() is None:
+        pytest.skip(f"models/{SHIPPED_CHECKPOINT_NAME} is not in this checkout")
+    cli, done = CliRunner(), {}
+
+    def scores(seed: int) -> dict:
+        if seed not in done:
+            data = tmp_path_factory.mktemp(f"val_{seed}")
+            result = cli.invoke(app, ["synth", "--out", str(data), "--count", "12", "--seed", str(seed), "--split", "val"])
+            assert result.exit_code == 0, result.output
+            result = cli.invoke(app, ["evaluate", "--data", str(data), "--json"])
+            assert result.exit_code == 0, result.output
+            done[seed] = json.loads(result.stdout[result.stdout.find("{"):])
+        return done[seed]
+
+    return scores
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from onnx import numpy_helper
 
-from icnet_deploy import quantize as Q
-from icnet_deploy.bias_correction import correct_biases
+from icnet_deploy import quantization as Q
+from icnet_deploy.quantization.bias import correct_biases
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_only_biases_change_and_the_measured_shift_goes_away(setup, target):
     _, again = correct_biases(fixed, pre, batches, threads=1)
     assert _total_shift(again) < 0.3 * _total_shift(report)
     # and the engine still runs and agrees with fp32 about as well (random weights: a loose bound)
-    from icnet_deploy.backends.onnxruntime import create_session
+    from icnet_deploy.ort_session import create_session
 
     def run(proto):
         s = create_session(proto.SerializeToString(), threads=1)

@@ -10,12 +10,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import xml.etree.ElementTree as ET
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from icnet_deploy.check import DEFAULT_THRESHOLDS, HELDOUT_COUNT
 from icnet_deploy.cli import app
 
 pytestmark = pytest.mark.slow
@@ -64,7 +66,7 @@ def test_fp32_engine_passes_the_gate(fp32_engine, tmp_path):
     code, data, output = _check(fp32_engine, tmp_path / "fp32.xml")
     assert code == 0, output
     assert data["passed"] and data["precision"] == "fp32"
-    assert all(s["agreement_pct"] >= 99.99 for s in data["sets"])
+    assert all(s["agreement_pct"] >= DEFAULT_THRESHOLDS["fp32"].min_agreement for s in data["sets"])
     assert ET.parse(tmp_path / "fp32.xml").getroot().find("testsuite").get("failures") == "0"
 
 
@@ -72,9 +74,8 @@ def test_int8_engine_passes_the_gate(int8_engine, tmp_path):
     """The default INT8 build passes the int8 defaults, and exit code, JSON and JUnit agree."""
     code, data, output = _check(int8_engine, tmp_path / "int8.xml")
     assert data.get("precision") == "int8", output
-    assert data["thresholds"] == {"min_agreement": 99.5, "min_agreement_unlabelled": 97.0, "max_miou_drop": 0.5,
-                                  "max_class_iou_drop": 2.0, "max_logit_error": None, "delta": 0.25,
-                                  "min_within_delta": 99.5, "min_within_delta_worst": 99.0}
+    gate = DEFAULT_THRESHOLDS["int8"]
+    assert data["thresholds"] == asdict(gate)  # the defaults: test_check.py pins their values
     assert code == 0, output
     assert data["passed"] and data["failures"] == []
     junit = ET.parse(tmp_path / "int8.xml").getroot().find("testsuite")
@@ -83,9 +84,11 @@ def test_int8_engine_passes_the_gate(int8_engine, tmp_path):
                                                      "worst_image_within_delta", "miou_drop", "class_iou_drop"}
     assert {s["set"] for s in data["sets"]} == {"generated", "photos"}
     gen = next(s for s in data["sets"] if s["set"] == "generated")
-    assert gen["images"] == 8 and gen["agreement_pct"] >= 99.5 and gen["ground_truth"]["miou_drop"] <= 0.5
+    assert gen["images"] == HELDOUT_COUNT and gen["agreement_pct"] >= gate.min_agreement
+    assert gen["ground_truth"]["miou_drop"] <= gate.max_miou_drop
     photos = next(s for s in data["sets"] if s["set"] == "photos")
-    assert photos["agreement_pct"] >= 97.0 and photos["agreement_within_delta_pct"] >= 99.5
+    assert photos["agreement_pct"] >= gate.min_agreement_unlabelled
+    assert photos["agreement_within_delta_pct"] >= gate.min_within_delta
     # per image, raw and within δ, in the JSON and in the JUnit output
     assert all(r["agreement_within_delta_pct"] >= r["agreement_pct"] for r in photos["per_image"])
     case = next(c for c in junit.findall("testcase") if c.get("name") == "agreement_within_delta"
@@ -149,7 +152,7 @@ def _minmax(_int8: Path, fp32_engine: Path) -> Path:
     """A real build, calibrated by min/max: outliers stretch every range and round the rest away."""
     out = fp32_engine.with_name("minmax.onnx")
     result = cli.invoke(app, ["build-engine", str(fp32_engine), "--int8", "--calib-method", "minmax", "--calib-limit", "8",
-                              "--weight-rounding", "nearest", "--no-range-learning", "-o", str(out)])
+                              "--weight-rounding", "nearest", "-o", str(out)])
     assert result.exit_code == 0, result.output
     return out
 
@@ -167,19 +170,16 @@ def test_the_int8_gate_fails_broken_engines(int8_engine, fp32_engine, tmp_path, 
     assert failed & {"agreement_within_delta", "worst_image_within_delta"}, data["failures"]
 
 
-@pytest.mark.parametrize("seed, card_miou", [(900000, 84.32), (1395963513, 80.63)])
-def test_shipped_checkpoint_meets_the_miou_target_on_unseen_sets_through_the_cli(shipped, tmp_path, seed, card_miou):
-    """Issue #4's done-when, as a user runs it: `synth --count 12 --seed S` then `evaluate --json`
-    gives ≥ 75% mIoU, and the model card's number for that set (900000: the card's held-out set;
-    1395963513: the lowest of its 40 sets at random seeds)."""
-    data = tmp_path / "val"
-    result = cli.invoke(app, ["synth", "--out", str(data), "--count", "12", "--seed", str(seed), "--split", "val"])
-    assert result.exit_code == 0, result.output
-    result = cli.invoke(app, ["evaluate", "--data", str(data), "--json"])
-    assert result.exit_code == 0, result.output
-    scores = json.loads(result.stdout[result.stdout.find("{"):])
-    assert scores["miou"] >= 75.0
-    assert scores["miou"] == pytest.approx(card_miou, abs=0.05)  # CPU kernels differ in the last bits, not in mIoU
+# The model card's promise: ≥ 75% mIoU on any unseen 12-scene generated set. The exact values the
+# card reports for these sets are pinned in test_regression_shipped_checkpoint.py.
+MIOU_TARGET = 75.0
+UNSEEN_SETS = (900_000, 1_395_963_513)  # the card's held-out set; the lowest of its sets at random seeds
+
+
+@pytest.mark.parametrize("seed", UNSEEN_SETS)
+def test_shipped_checkpoint_meets_the_miou_target_on_unseen_sets_through_the_cli(shipped_set_scores, seed):
+    """`synth --count 12 --seed S` then `evaluate --json`, as a user runs them: at least the target."""
+    assert shipped_set_scores(seed)["miou"] >= MIOU_TARGET
 
 
 def test_labels_skip_the_final_upsample_and_match_the_full_output(shipped, fp32_engine, int8_engine):
@@ -190,13 +190,12 @@ def test_labels_skip_the_final_upsample_and_match_the_full_output(shipped, fp32_
     from icnet_deploy.data.folders import read_rgb
     from icnet_deploy.data.synthetic import generate_scene
     from icnet_deploy.data.transforms import resize_image
-    from icnet_deploy.infer import prepare
 
     images = [resize_image(read_rgb(real_photos()[0]), (H, W)), generate_scene(960_000, H, W)[0]]
     for path in (shipped, fp32_engine, int8_engine):
         with load(path, threads=2) as runner:
             for image in images:
-                x = prepare(runner, image)
+                x = runner.prepare(image)
                 assert runner.infer_for_labels(x).shape == (1, 19, H // 4, W // 4)
                 full = runner.infer(x).argmax(1)
                 assert (runner.predict_labels(x) == full).all(), path.name

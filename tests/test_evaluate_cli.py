@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from icnet_deploy.cli import app
 from icnet_deploy.data.folders import CityscapesDataset
-from icnet_deploy.data.labels import CLASS_NAMES
+from icnet_deploy.labels import CLASS_NAMES
 from icnet_deploy.data.synthetic import write_dataset
 from icnet_deploy.data.transforms import preprocess
 from icnet_deploy.evaluate import evaluate_predictions
@@ -76,12 +76,11 @@ def test_generated_sets_score_as_the_cli_does_and_summarise(tiny_val, small_chec
     """The many-set scorer (benchmarks/unseen_sets.py) must give the CLI's number for the same seeds."""
     from icnet_deploy.backends.torch_eager import TorchRunner
     from icnet_deploy.evaluate import generated_set_confusion, summarise_sets
-    from icnet_deploy.infer import predict
 
     result = cli.invoke(app, ["evaluate", "--data", str(tiny_val), "--checkpoint", str(small_checkpoint), "--json"])
     assert result.exit_code == 0, result.output
     with TorchRunner(checkpoint=small_checkpoint) as runner:
-        matrices = generated_set_confusion({"model": lambda image: predict(runner, [image])[0],
+        matrices = generated_set_confusion({"model": lambda image: runner.predict([image])[0],
                                             "all road": lambda image: np.zeros(image.shape[:2], np.uint8)},
                                            seed=910000, scenes=2, size=(128, 256))
     assert matrices["model"].scores().miou == pytest.approx(json.loads(result.stdout)["miou"], abs=1e-9)

@@ -12,12 +12,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from icnet_deploy.backends.onnxruntime import create_session
+from icnet_deploy.ort_session import create_session
 from icnet_deploy.cli import app
-from icnet_deploy.data.labels import CLASS_NAMES, PALETTE
+from icnet_deploy.labels import CLASS_NAMES, PALETTE
 from icnet_deploy.data.transforms import preprocess
+from icnet_deploy.model.config import DEFAULT_MEAN, DEFAULT_STD
 from icnet_deploy.errors import IcnetDeployError, ParityError
-from icnet_deploy.export import export, op_histogram, verification_images
+from icnet_deploy.data.samples import verification_images
+from icnet_deploy.export import export, op_histogram
 from icnet_deploy.hashing import sha256_file
 from icnet_deploy.manifest import ONNX_METADATA_KEY, Manifest, manifest_path, read_manifest
 from icnet_deploy.model.weights import load_model
@@ -28,7 +30,7 @@ STATIC_OPS = {"Conv", "Relu", "Add", "Resize", "MatMul", "MaxPool"}
 
 
 def _inputs(height: int, width: int, count: int = 1) -> np.ndarray:
-    return np.concatenate([preprocess(im) for _, _, im in verification_images(count, height, width)])
+    return np.concatenate([preprocess(im, DEFAULT_MEAN, DEFAULT_STD) for _, _, im in verification_images(count, height, width)])
 
 
 def _eager(checkpoint: Path, x: np.ndarray) -> np.ndarray:
@@ -79,7 +81,9 @@ def test_manifest_round_trip_sidecar_and_embedded(small_onnx, small_checkpoint, 
     assert sidecar.mean == [123.675, 116.28, 103.53] and sidecar.std == [58.395, 57.12, 57.375]
     assert sidecar.size_rule == {"min": 64, "multiple_of": 1, "dynamic": False, "height": 128, "width": 256}
     assert sidecar.checkpoint_sha256 == sha256_file(small_checkpoint)
-    assert sidecar.checkpoint_path == str(small_checkpoint)
+    # named relative to the export (never an absolute path), and found again from there
+    assert not Path(sidecar.checkpoint_path).is_absolute()
+    assert (small_onnx.parent / sidecar.checkpoint_path).resolve() == small_checkpoint.resolve()
     assert sidecar.model_config["name"] == "icnet_r50_half"
     assert {"torch", "onnx", "onnxruntime", "onnxslim", "python", "icnet_deploy"} <= set(sidecar.versions)
     details = sidecar.details

@@ -248,11 +248,11 @@ def test_defect4_junit_naming_a_folder_is_refused_before_the_run(small_onnx, tmp
 
 def _cache_for(small_onnx: Path, small_quant_setup, folder: Path, edit) -> Path:
     """The test export's real calibration cache (as build-engine keys it), then ``edit``ed."""
-    from icnet_deploy import quantize as Q
+    from icnet_deploy import onnx_graph
 
     _, cache, _ = small_quant_setup
     data = json.loads(cache.to_json())
-    data["graph_sha256"] = Q.graph_sha256(small_onnx)
+    data["graph_sha256"] = onnx_graph.graph_sha256(small_onnx)
     edit(data)
     path = folder / "calib_cache.json"
     path.write_text(json.dumps(data))
@@ -261,7 +261,7 @@ def _cache_for(small_onnx: Path, small_quant_setup, folder: Path, edit) -> Path:
 
 def _build_int8(small_onnx: Path, cache: Path, output: Path):
     return cli.invoke(app, ["build-engine", str(small_onnx), "--int8", "--fixed-rule", "--weight-rounding", "nearest",
-                            "--no-range-learning", "--no-bias-correction", "--calib-cache", str(cache), "-o", str(output)])
+                            "--no-bias-correction", "--calib-cache", str(cache), "-o", str(output)])
 
 
 @pytest.mark.parametrize("case, edit, words", [
@@ -418,7 +418,7 @@ def test_debug_adds_the_traceback_and_still_exits_2(tmp_path):
 
 
 def test_global_flags_may_follow_the_command():
-    from icnet_deploy.cli import _hoist_global_flags
+    from icnet_deploy.cli.app import _hoist_global_flags
 
     assert _hoist_global_flags(["infer", "x", "--quiet", "--", "--debug"]) == ["--quiet", "infer", "x", "--", "--debug"]
 
@@ -463,7 +463,7 @@ def test_build_engine_int8_prints_progress_lines_in_a_log(small_onnx, calib_dir,
     """What a CI log of `build-engine --int8` shows: stderr is a pipe, not a terminal."""
     out = tmp_path / "int8.onnx"
     cmd = [sys.executable, "-m", "icnet_deploy.cli", "build-engine", str(small_onnx), "--int8", "--fixed-rule",
-           "--weight-rounding", "nearest", "--no-range-learning", "--no-bias-correction", "--calib", str(calib_dir),
+           "--weight-rounding", "nearest", "--no-bias-correction", "--calib", str(calib_dir),
            "-o", str(out)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr

@@ -11,9 +11,10 @@ from typer.testing import CliRunner
 
 from icnet_deploy.backends import load
 from icnet_deploy.cli import app
-from icnet_deploy.data.labels import train_ids_to_label_ids
+from icnet_deploy.labels import train_ids_to_label_ids
 from icnet_deploy.errors import IcnetDeployError
-from icnet_deploy.infer import SUFFIXES, infer_images, to_labels
+from icnet_deploy.data.transforms import to_labels
+from icnet_deploy.infer import SUFFIXES, infer_images
 
 cli = CliRunner()
 BAD = ("corrupt.png", "truncated.jpg", "empty.jpg", "text.png")

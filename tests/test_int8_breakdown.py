@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from icnet_deploy.cli import app
 from icnet_deploy.errors import ArtifactError
-from icnet_deploy.int8_breakdown import STEPS, activation_pairs, without_activation_quantization
+from icnet_deploy.diagnostics.int8_breakdown import STEPS, activation_pairs, without_activation_quantization
 
 cli = CliRunner()
 
@@ -67,7 +67,7 @@ def test_a_dequantize_without_its_quantize_is_refused():
 def int8_engine(tmp_path_factory, small_onnx, calib_dir):
     out = tmp_path_factory.mktemp("breakdown") / "icnet_int8.onnx"
     result = cli.invoke(app, ["build-engine", str(small_onnx), "--int8", "--calib", str(calib_dir), "--fixed-rule",
-                              "--no-range-learning", "--threads", "1", "-o", str(out)])
+                              "--threads", "1", "-o", str(out)])
     assert result.exit_code == 0, result.output
     return out
 

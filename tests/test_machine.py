@@ -7,7 +7,7 @@ import warnings
 import pytest
 
 from icnet_deploy.machine import cpu_identity as identity, int8_kernel_class, int8_mismatch
-from icnet_deploy.quantize import reduce_range_for
+from icnet_deploy.quantization import reduce_range_for
 
 
 @pytest.mark.parametrize("flags, arch, want", [

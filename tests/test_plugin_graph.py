@@ -11,7 +11,7 @@ import onnx
 import pytest
 from typer.testing import CliRunner
 
-from icnet_deploy.backends.onnxruntime import create_session
+from icnet_deploy.ort_session import create_session
 from icnet_deploy.cli import app
 from icnet_deploy.errors import BackendUnavailable, ModelError
 from icnet_deploy.manifest import read_manifest

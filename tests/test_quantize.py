@@ -14,9 +14,11 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from icnet_deploy import quantize as Q
+from icnet_deploy import quantization as Q
+from icnet_deploy import onnx_graph
 from icnet_deploy.errors import ArtifactError, DataError, IcnetDeployError
 from icnet_deploy.manifest import read_manifest
+from icnet_deploy.upsample import labels_of
 
 H, W = 128, 256
 
@@ -38,13 +40,13 @@ def loader(calib_dir, manifest):
 
 @pytest.fixture(scope="module")
 def caches(pre, loader, small_onnx):
-    gsha = Q.graph_sha256(onnx.load(str(small_onnx)))
+    gsha = onnx_graph.graph_sha256(onnx.load(str(small_onnx)))
     return {m: Q.calibrate(pre, loader, m, image_set_sha256=loader.image_set_sha256(), source_graph_sha256=gsha)
             for m in Q.CALIB_METHODS}
 
 
 def _run(proto, x):
-    from icnet_deploy.backends.onnxruntime import create_session
+    from icnet_deploy.ort_session import create_session
 
     session = create_session(proto.SerializeToString() if not isinstance(proto, (str, bytes)) else proto, threads=1)
     return session.run(None, {session.get_inputs()[0].name: x})[0]
@@ -111,7 +113,7 @@ def test_each_calibration_method(caches, pre, method):
 @pytest.mark.parametrize("method", ["percentile", "entropy"])
 def test_threaded_histograms_equal_onnxruntimes_own(caches, pre, loader, method, monkeypatch):
     """The calibration's per-tensor threads change the speed only: ORT's collector, unthreaded, gives the same ranges."""
-    monkeypatch.setattr(Q, "_threaded_collector", lambda calibrator: None)  # ORT creates its own collector
+    monkeypatch.setattr(Q.calibration, "_threaded_collector", lambda calibrator: None)  # ORT creates its own collector
     plain = Q.calibrate(pre, loader, method, image_set_sha256=caches[method].image_set_sha256,
                         source_graph_sha256=caches[method].graph_sha256)
     assert plain.ranges == caches[method].ranges
@@ -175,7 +177,7 @@ def test_cache_round_trip_and_refusals(caches, small_onnx, tmp_path):
     path = cache.save(tmp_path / "calib.json")
     data = json.loads(path.read_text())  # readable: tensor -> [min, max] plus provenance
     assert data["method"] == "percentile" and data["ranges"] and data["graph_sha256"] and data["image_set_sha256"]
-    gsha = Q.graph_sha256(onnx.load(str(small_onnx)))
+    gsha = onnx_graph.graph_sha256(onnx.load(str(small_onnx)))
     again = Q.CalibrationCache.load(path, graph_sha256=gsha, method="percentile")
     assert again.ranges.keys() == cache.ranges.keys() and again.sha256() == cache.sha256()
     assert all(np.allclose(again.ranges[k], cache.ranges[k]) for k in cache.ranges)
@@ -195,9 +197,9 @@ def test_cache_round_trip_and_refusals(caches, small_onnx, tmp_path):
 
 def test_graph_hash_ignores_metadata(small_onnx):
     proto = onnx.load(str(small_onnx))
-    before = Q.graph_sha256(proto)
+    before = onnx_graph.graph_sha256(proto)
     proto.metadata_props.add(key="created", value="another day")
-    assert Q.graph_sha256(proto) == before
+    assert onnx_graph.graph_sha256(proto) == before
 
 
 # -- QDQ structure --------------------------------------------------------------------------------
@@ -334,7 +336,7 @@ def test_sensitivity_search_meets_its_target(tiny, granularity):
     got = np.mean([Q.label_agreement(_run(pre, b), _run(q, b)) for b in batches])
     assert got == pytest.approx(result.agreement, abs=1e-6)
     # the candidates with the most sensitivity per MAC are the ones kept, whole blocks at a time
-    unit = Q.block_of if granularity == "block" else (lambda n: n)
+    unit = onnx_graph.block_of if granularity == "block" else (lambda n: n)
     kept_units = {unit(n) for n in result.fp32_nodes}
     assert sum(s.mac_share for s in result.sensitivities) == pytest.approx(1.0, abs=1e-3)
     ranked = sorted(result.sensitivities, key=lambda s: -s.score / (s.mac_share + Q.COST_FLOOR))
@@ -352,12 +354,12 @@ def test_sensitivity_search_within_delta_judges_by_the_gates_metric(tiny):
     lenient = Q.sensitivity_search(pre, cache, batches, target_agreement=1.0, delta=0.5)
     assert lenient.agreement >= raw.agreement
     q = Q.quantize_qdq(pre, cache)
-    want = np.mean([100.0 * within_delta(_run(pre, b)[0], Q.labels_of(_run(q, b))[0], 0.5).mean() for b in batches])
+    want = np.mean([100.0 * within_delta(_run(pre, b)[0], labels_of(_run(q, b))[0], 0.5).mean() for b in batches])
     assert lenient.agreement == pytest.approx(want, abs=1e-6)
 
 
 def test_node_macs_counts_conv_and_matmul_work(tiny):
-    pre = Q._with_shapes(tiny[0])
+    pre = Q.qdq.with_shapes(tiny[0])
     macs = Q.node_macs(pre)
     weights = {i.name: list(i.dims) for i in pre.graph.initializer}
     shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in pre.graph.value_info}
@@ -368,13 +370,13 @@ def test_node_macs_counts_conv_and_matmul_work(tiny):
 
 
 def test_block_of_groups_residual_blocks_and_modules():
-    assert Q.block_of("/layer3/layer3.2/expand/expand.0/Conv") == "layer3/layer3.2"
-    assert Q.block_of("/layer3/layer3.2/Add") == "layer3/layer3.2"
-    assert Q.block_of("/layer2.1/conv/conv.0/Conv") == "layer2.1"
-    assert Q.block_of("/pyramid/MatMul_5") == "pyramid"
-    assert Q.block_of("/cff_8/low/low.0/Conv") == "cff_8"
-    assert Q.block_of("/classifier/Conv") == "classifier"
-    assert Q.block_of("Conv_12") == "Conv_12"
+    assert onnx_graph.block_of("/layer3/layer3.2/expand/expand.0/Conv") == "layer3/layer3.2"
+    assert onnx_graph.block_of("/layer3/layer3.2/Add") == "layer3/layer3.2"
+    assert onnx_graph.block_of("/layer2.1/conv/conv.0/Conv") == "layer2.1"
+    assert onnx_graph.block_of("/pyramid/MatMul_5") == "pyramid"
+    assert onnx_graph.block_of("/cff_8/low/low.0/Conv") == "cff_8"
+    assert onnx_graph.block_of("/classifier/Conv") == "classifier"
+    assert onnx_graph.block_of("Conv_12") == "Conv_12"
     with pytest.raises(IcnetDeployError, match="granularity"):
         Q.sensitivity_search(onnx.ModelProto(), None, [], target_agreement=99.0, granularity="channel")
 

@@ -37,7 +37,7 @@ def test_infer_ray_equals_single_process_file_for_file(shipped_onnx_small, tmp_p
     (inputs / "empty.png").write_bytes(b"")
 
     single = infer_images(load(shipped_onnx_small), inputs, tmp_path / "single")
-    cli = [sys.executable, "-m", "icnet_deploy.cli", "infer", str(inputs), "-e", str(shipped_onnx_small),
+    cli = [str(Path(sys.executable).parent / "icnet-deploy"), "infer", str(inputs), "-e", str(shipped_onnx_small),
            "-o", str(tmp_path / "ray"), "--json", "--ray"]
     done = subprocess.run(cli, capture_output=True, text=True, timeout=300, env={**__import__("os").environ,
                                                                                "RAY_USAGE_STATS_ENABLED": "0"})

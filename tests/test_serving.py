@@ -242,9 +242,8 @@ def test_runtime_without_torch_runs_infer_bench_and_load(runtime_venv, shipped_o
 
     api = subprocess.run([python, "-c", (
         "import sys, numpy as np, icnet_deploy\n"
-        "from icnet_deploy.infer import predict\n"
         "with icnet_deploy.load(sys.argv[1]) as r:\n"
-        "    print(predict(r, [np.zeros((70, 90, 3), np.uint8)])[0].shape)\n"
+        "    print(r.predict([np.zeros((70, 90, 3), np.uint8)])[0].shape)\n"
         "print('torch' in sys.modules)"), str(shipped_onnx_small)], capture_output=True, text=True)
     assert api.returncode == 0 and api.stdout.split() == ["(70,", "90)", "False"], api.stderr
 

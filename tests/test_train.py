@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,8 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from icnet_deploy.cli import app, parse_scale_range
+from icnet_deploy.cli import app
+from icnet_deploy.cli.app import parse_scale_range
 from icnet_deploy.model.weights import load_model
 from icnet_deploy.train import TrainConfig, train
 
@@ -150,7 +152,7 @@ def test_checkpoint_records_its_class_weights_and_adjust_logits_undoes_them(tiny
     shift = torch.log(torch.tensor(recorded))
     torch.testing.assert_close(read_checkpoint(from_provenance)[0]["classifier.bias"], original - shift)
     torch.testing.assert_close(read_checkpoint(from_data)[0]["classifier.bias"], original - 0.5 * shift)
-    assert read_checkpoint(from_data)[1]["provenance"]["logit_adjustment"]["class_weights_from"] == f"labels of {tiny_dataset}/train"
+    assert read_checkpoint(from_data)[1]["provenance"]["logit_adjustment"]["class_weights_from"] == f"labels of {Path(tiny_dataset).name}/train"
     shown = cli.invoke(app, ["info", "--checkpoint", str(from_data)])  # its own row, not cut off with the provenance
     assert shown.exit_code == 0 and "logit adjustment" in shown.output and "0.5·log w" in shown.output
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from icnet_deploy.backends import load
-from icnet_deploy.backends.onnxruntime import coarse_logits_graph, final_resize_source
+from icnet_deploy.onnx_graph import coarse_logits_graph, final_resize_source
 from icnet_deploy.upsample import argmax_classes, bilinear_argmax
 
 

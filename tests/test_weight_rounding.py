@@ -10,11 +10,11 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from icnet_deploy import quantize as Q
-from icnet_deploy.backends.onnxruntime import create_session
-from icnet_deploy.bias_correction import correct_biases
+from icnet_deploy import quantization as Q
+from icnet_deploy.ort_session import create_session
+from icnet_deploy.quantization.bias import correct_biases
 from icnet_deploy.errors import ArtifactError
-from icnet_deploy.weight_rounding import apply_rounding, gptq, round_weights
+from icnet_deploy.quantization.rounding import apply_rounding, gptq, round_weights
 
 
 def _problem(correlated: bool, seed: int = 0):
@@ -120,7 +120,7 @@ def test_a_graph_quantized_from_another_model_is_refused(setup, correct, message
 def test_the_probe_subgraph_computes_the_same_tensor_with_fewer_nodes(setup):
     from onnx import TensorProto, helper
 
-    from icnet_deploy.weight_rounding import _graph_up_to
+    from icnet_deploy.quantization.rounding import _graph_up_to
 
     pre, cache, batches = setup
     qdq = Q.quantize_qdq(pre, cache, target="cpu")

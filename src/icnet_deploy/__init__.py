@@ -3,7 +3,7 @@
 The library API the CLI is a thin layer over::
 
     model = icnet_deploy.load_model()            # shipped checkpoint, eval mode
-    x = icnet_deploy.preprocess(image)           # uint8 H×W×3 RGB -> float32 1×3×H×W
+    x = icnet_deploy.preprocess(image, model.config.mean, model.config.std)  # uint8 H×W×3 RGB -> 1×3×H×W
     labels = model(torch.from_numpy(x)).argmax(1)
     rgb = icnet_deploy.colorize(labels[0].numpy())
 
@@ -11,12 +11,13 @@ The library API the CLI is a thin layer over::
 numpy and Pillow alone); the names that do (the model, export, build) are imported on first use.
 """
 
-from .data.labels import colorize
+from .labels import colorize
+from .machine import package_version
 from .data.transforms import preprocess
 from .model.config import CONFIGS, ICNetConfig, get_config
 from .backends.loader import load
 
-__version__ = "0.1.0"
+__version__ = package_version()
 
 __all__ = ["ICNet", "ICNetConfig", "CONFIGS", "get_config", "load_model", "save_checkpoint", "export", "build_engine", "load", "preprocess", "colorize", "__version__"]
 

@@ -124,7 +124,7 @@ def _probe(spec: str, size: tuple[int, int], batch: int, device: str, provider: 
         import onnxruntime  # noqa: F401
     except ImportError:
         pass
-    from .backends.loader import EAGER, eager_reference, load
+    from .backends.loader import eager_precision, eager_reference, load
 
     cuda = torch is not None and device.startswith("cuda") and torch.cuda.is_available()
     if cuda:
@@ -132,8 +132,8 @@ def _probe(spec: str, size: tuple[int, int], batch: int, device: str, provider: 
         free_before = torch.cuda.mem_get_info()[0]
         torch.cuda.reset_peak_memory_stats()
     baseline = _peak_rss_mib()
-    if spec == EAGER or spec.startswith(EAGER + "-"):
-        precision = spec.split("-", 1)[1] if "-" in spec else "fp32"
+    precision = eager_precision(spec)
+    if precision is not None:
         from .manifest import read_manifest
 
         manifest = read_manifest(like) if like else None  # the same weights/config the timed baseline used
@@ -199,16 +199,13 @@ def _image(size: tuple[int, int]) -> np.ndarray:
 
 
 def _batch_for(runner: Runner, image: np.ndarray, batch: int) -> np.ndarray:
-    from .infer import prepare
 
     n = runner.batch_size or batch
-    return np.repeat(prepare(runner, image), n, axis=0)
+    return np.repeat(runner.prepare(image), n, axis=0)
 
 
 def _end_to_end(runner: Runner, images: list[np.ndarray]) -> None:
-    from .infer import label_images
-
-    label_images(runner, images)
+    runner.label_images(images)
 
 
 @dataclass
@@ -289,7 +286,7 @@ def bench(
     """
     import importlib.util
 
-    from .backends.loader import EAGER, eager_reference, load
+    from .backends.loader import EAGER, eager_precision, eager_reference, load
 
     if iters < 1 or warmup < 0 or batch < 1:
         raise IcnetDeployError(f"need iters ≥ 1, warmup ≥ 0, batch ≥ 1 (got {iters}, {warmup}, {batch})")
@@ -301,8 +298,8 @@ def bench(
     baseline_index = _baseline_index(baseline, specs, eager)  # before any engine loads: a typo fails fast
     runners: list[Runner] = []
     for spec in specs:
-        if spec.startswith(EAGER + "-"):
-            runners.append(load(None, device=device, precision=spec.split("-", 1)[1], threads=threads, name=spec))
+        if eager_precision(spec) is not None:
+            runners.append(load(None, device=device, precision=eager_precision(spec), threads=threads, name=spec))
         else:
             runners.append(load(spec, device=device, provider=provider, threads=threads))
     first_manifest = next((r.manifest for r in runners if r.manifest is not None), None)

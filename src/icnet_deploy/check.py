@@ -37,8 +37,8 @@ from __future__ import annotations
 
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,85 +46,18 @@ import numpy as np
 
 from .compare import (DEFAULT_THRESHOLDS, LABEL_PATH_MIN_AGREEMENT, SetStats, Thresholds, default_thresholds, gate,
                       gate_passed)
+from .data import samples as image_sets
 from .errors import DataError, IcnetDeployError
 
 __all__ = ["check", "CheckReport", "Thresholds", "default_thresholds", "DEFAULT_THRESHOLDS", "HELDOUT_COUNT",
-           "HELDOUT_SEED", "LABEL_PATH_MIN_AGREEMENT", "heldout_scenes", "write_junit"]
+           "LABEL_PATH_MIN_AGREEMENT", "parity_verdict", "write_junit"]
 
-HELDOUT_SEED = 950_000
 HELDOUT_COUNT = 8  # generated scenes checked by default
 DEFAULT_DYNAMIC_SIZE = (512, 1024)
 
 Progress = Callable[[str], None]
 # (image set, image name, uint8 H×W×3 image, eager logits C×h×w, engine labels h×w): see ``check(observe=…)``
 Observer = Callable[[str, str, np.ndarray, np.ndarray, np.ndarray], None]
-Sample = tuple[str, np.ndarray, "np.ndarray | None"]  # (name, uint8 H×W×3, train ids H×W or None)
-
-
-# --------------------------------------------------------------------------------------------
-# image sets
-# --------------------------------------------------------------------------------------------
-def heldout_scenes(count: int, height: int, width: int, seed: int = HELDOUT_SEED) -> list[Sample]:
-    """``count`` generated scenes with their labels (deterministic in the seeds)."""
-    from .data.synthetic import generate_scene
-
-    out = []
-    for i in range(count):
-        image, labels = generate_scene(seed + i, height, width)
-        out.append((f"scene-{seed + i}", image, labels))
-    return out
-
-
-def _photos() -> list[Sample]:
-    from .assets import real_photos
-    from .data.folders import read_rgb
-
-    return [(p.name, read_rgb(p), None) for p in real_photos()]
-
-
-_LABEL_PATTERNS = (
-    ("{stem}_gtFine_labelTrainIds.png", True), ("{stem}_labelTrainIds.png", True),
-    ("{stem}_gtFine_labelIds.png", False), ("{stem}_labelIds.png", False), ("{stem}.png", True),
-)
-
-
-def _find_label(labels_dir: Path, rel: Path) -> tuple[Path, bool] | None:
-    stem = rel.stem.removesuffix("_leftImg8bit")
-    for pattern, train in _LABEL_PATTERNS:
-        candidate = labels_dir / rel.parent / pattern.format(stem=stem)
-        if candidate.is_file():
-            return candidate, train
-    return None
-
-
-def _folder(images_dir: Path, labels_dir: Path | None) -> list[Sample]:
-    from .data.folders import _read_ids, list_images, read_rgb, read_train_ids
-    from .data.labels import label_ids_to_train_ids
-
-    out = []
-    for path in list_images(images_dir):
-        rel = path.relative_to(images_dir)
-        image = read_rgb(path)
-        labels = None
-        if labels_dir is not None:
-            found = _find_label(labels_dir, rel)
-            if found is None:
-                raise DataError(f"{path}: no label in {labels_dir} (looked for {rel.parent / (rel.stem + '_labelTrainIds.png')}, "
-                                "…_gtFine_labelTrainIds.png, …_labelIds.png)")
-            lp, train = found
-            labels = read_train_ids(lp) if train else label_ids_to_train_ids(_read_ids(lp, "label"))
-            if labels.shape != image.shape[:2]:
-                raise DataError(f"{lp}: label size {labels.shape[1]}×{labels.shape[0]} differs from image "
-                                f"{image.shape[1]}×{image.shape[0]} (W×H)")
-        out.append((str(rel), image, labels))
-    return out
-
-
-def _dataset(root: Path, split: str) -> list[Sample]:
-    from .data.folders import CityscapesDataset
-
-    ds = CityscapesDataset(root, split)
-    return [(p.name, *ds[i]) for i, p in enumerate(ds.image_paths)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -193,27 +126,35 @@ def write_junit(report: CheckReport, path: str | Path) -> None:
     atomic_write_bytes(path, ET.tostring(root, encoding="utf-8", xml_declaration=True))
 
 
+@dataclass(frozen=True)
+class CheckOptions:
+    """What ``check`` compares an engine on, and against which thresholds (see ``check``)."""
+
+    checkpoint: str | Path | None = None
+    images_dir: str | Path | None = None
+    labels_dir: str | Path | None = None
+    data_dir: str | Path | None = None
+    split: str = "val"
+    count: int = HELDOUT_COUNT
+    size: tuple[int, int] | None = None
+    photos: bool = True
+    thresholds: dict[str, float | None] | None = None
+    device: str = "cpu"
+    provider: str | None = None
+    threads: int | None = None
+    layerwise: bool = False
+    reference: str | Path | None = None
+    layerwise_tolerance: float | None = None
+    int8_breakdown: bool = False
+
+
 def check(
     engine: str | Path,
+    options: CheckOptions | None = None,
     *,
-    checkpoint: str | Path | None = None,
-    images_dir: str | Path | None = None,
-    labels_dir: str | Path | None = None,
-    data_dir: str | Path | None = None,
-    split: str = "val",
-    count: int = HELDOUT_COUNT,
-    size: tuple[int, int] | None = None,
-    photos: bool = True,
-    thresholds: Mapping[str, float | None] | None = None,
-    device: str = "cpu",
-    provider: str | None = None,
-    threads: int | None = None,
-    layerwise: bool = False,
-    reference: str | Path | None = None,
-    layerwise_tolerance: float | None = None,
-    int8_breakdown: bool = False,
     progress: Progress | None = None,
     observe: Observer | None = None,
+    **option_fields: Any,
 ) -> CheckReport:
     """Compare ``engine`` (an artifact path) with its eager fp32 model; see the module docstring.
 
@@ -229,17 +170,17 @@ def check(
     (``report.WorstImages`` keeps the worst few for an HTML report). Raises ``IcnetDeployError``
     for bad arguments, files or a checkpoint mismatch; parity failures are in the report.
     """
+    opts = replace(options or CheckOptions(), **option_fields)
     from .backends.loader import eager_reference, load
-    from .infer import prepare
     from .machine import describe_machine
 
     say = progress or (lambda _m: None)
     started = time.perf_counter()
-    if count < 0:
-        raise IcnetDeployError(f"count must be ≥ 0, got {count}")
-    if labels_dir is not None and images_dir is None:
+    if opts.count < 0:
+        raise IcnetDeployError(f"count must be ≥ 0, got {opts.count}")
+    if opts.labels_dir is not None and opts.images_dir is None:
         raise IcnetDeployError("--labels needs --images")
-    for value, what in ((images_dir, "images"), (labels_dir, "labels"), (data_dir, "data")):
+    for value, what in ((opts.images_dir, "images"), (opts.labels_dir, "labels"), (opts.data_dir, "data")):
         if value is not None and not Path(value).is_dir():
             raise DataError(f"{value}: {what} folder not found")
     from .backends.loader import CHECKPOINT_SUFFIXES
@@ -247,30 +188,30 @@ def check(
 
     if str(engine) == "eager" or Path(engine).suffix.lower() in CHECKPOINT_SUFFIXES:
         raise IcnetDeployError(f"{engine}: is a checkpoint, not an engine; check compares an engine with its checkpoint")
-    runner = load(engine, device=device, provider=provider, threads=threads)
+    runner = load(engine, device=opts.device, provider=opts.provider, threads=opts.threads)
     manifest = runner.manifest if runner.manifest is not None else read_manifest(engine)
-    gate_thresholds = default_thresholds(manifest.precision, **dict(thresholds or {}))
-    eager = eager_reference(manifest, checkpoint, engine, strict=True, device=device, threads=threads)
+    gate_thresholds = default_thresholds(manifest.precision, **dict(opts.thresholds or {}))
+    eager = eager_reference(manifest, opts.checkpoint, engine, strict=True, device=opts.device, threads=opts.threads)
     # the fp32 parent, found (and the engine's kind checked) once and before the slow work
-    ref_path = _fp32_reference(engine, manifest, reference, layerwise, int8_breakdown)
+    ref_path = _fp32_reference(engine, manifest, opts.reference, opts.layerwise, opts.int8_breakdown)
     breakdown = None
-    if int8_breakdown:
-        from .int8_breakdown import Int8Breakdown
+    if opts.int8_breakdown:
+        from .diagnostics.int8_breakdown import Int8Breakdown
 
-        breakdown = Int8Breakdown(engine, ref_path, threads=threads)
+        breakdown = Int8Breakdown(engine, ref_path, threads=opts.threads)
 
     say("loading image sets")
-    sets: list[tuple[str, list[Sample]]] = []
-    if images_dir is not None:
-        sets.append(("images", _folder(Path(images_dir), Path(labels_dir) if labels_dir else None)))
-    if data_dir is not None:
-        sets.append(("data", _dataset(Path(data_dir), split)))
+    sets: list[tuple[str, list[image_sets.Sample]]] = []
+    if opts.images_dir is not None:
+        sets.append(("images", image_sets.folder(Path(opts.images_dir), Path(opts.labels_dir) if opts.labels_dir else None)))
+    if opts.data_dir is not None:
+        sets.append(("data", image_sets.dataset(Path(opts.data_dir), opts.split)))
     if not sets:
-        h, w = manifest.input_hw or tuple(size or DEFAULT_DYNAMIC_SIZE)
-        if count:
-            sets.append(("generated", heldout_scenes(count, h, w)))
-        if photos:
-            sets.append(("photos", _photos()))
+        h, w = manifest.input_hw or tuple(opts.size or DEFAULT_DYNAMIC_SIZE)
+        if opts.count:
+            sets.append(("generated", image_sets.heldout_scenes(opts.count, h, w)))
+        if opts.photos:
+            sets.append(("photos", image_sets.photos()))
     if not any(samples for _, samples in sets):
         raise IcnetDeployError("no images to check on (count 0 and no photos)")
 
@@ -282,7 +223,7 @@ def check(
             stats = SetStats(set_name, manifest.num_classes, gate_thresholds.delta)
             for name, image, truth in samples:
                 say(f"{set_name}: {name}")
-                x = prepare(runner, image)
+                x = runner.prepare(image)
                 if first_x is None:
                     first_x = x
                 xe = np.repeat(x, runner.batch_size, axis=0) if runner.batch_size and runner.batch_size > 1 else x
@@ -306,17 +247,18 @@ def check(
     engine_info["manifest"] = manifest.to_dict()
 
     layer_report = None
-    if layerwise:
-        from .layerwise import compare_layers
+    if opts.layerwise:
+        from .diagnostics.layerwise import compare_layers
 
         say(f"layerwise: {engine} vs {ref_path}")
-        layer_report = compare_layers(engine, ref_path, first_x, tolerance=layerwise_tolerance,
-                                      precision=manifest.precision, threads=threads).to_dict()
+        layer_report = compare_layers(engine, ref_path, first_x, tolerance=opts.layerwise_tolerance,
+                                      precision=manifest.precision, threads=opts.threads).to_dict()
     return CheckReport(
         engine=engine_info, reference=eager_info, precision=manifest.precision,
-        thresholds=asdict(gate_thresholds), sets=results, checks=gate(results, gate_thresholds), seconds=round(time.perf_counter() - started, 2),
+        thresholds=asdict(gate_thresholds), sets=results, checks=gate(results, gate_thresholds),
+        seconds=round(time.perf_counter() - started, 2),
         layerwise=layer_report, int8_breakdown=breakdown.result() if breakdown is not None else None, notes=notes,
-        environment=describe_machine(device),
+        environment=describe_machine(opts.device),
     )
 
 
@@ -325,7 +267,7 @@ def _fp32_reference(engine: str | Path, manifest: Any, reference: str | Path | N
                     int8_breakdown: bool) -> Path | None:
     """The fp32 ONNX that ``--layerwise`` / ``--int8-breakdown`` compare with (``reference`` or the
     engine's parent, ``layerwise.find_reference``); None when neither is asked for."""
-    from .layerwise import find_reference
+    from .diagnostics.layerwise import find_reference
 
     if not (layerwise or int8_breakdown):
         return None
@@ -336,3 +278,15 @@ def _fp32_reference(engine: str | Path, manifest: Any, reference: str | Path | N
         raise IcnetDeployError(f"{engine}: --int8-breakdown needs an INT8 ONNX engine "
                                f"(this is {manifest.precision} {manifest.format})")
     return Path(reference) if reference else find_reference(engine, manifest)
+
+
+def parity_verdict(engine: str | Path, **check_options: Any) -> dict[str, Any]:
+    """``check``'s verdict on ``engine`` in the few numbers a benchmark table shows: passed, the worst
+    set's raw agreement, the lowest agreement within δ, the largest mIoU drop, the failures."""
+    report = check(engine, **check_options)
+    worst = min(report.sets, key=lambda s: s["agreement_pct"])
+    drops = [s["ground_truth"]["miou_drop"] for s in report.sets if "ground_truth" in s]
+    return {"passed": report.passed, "agreement_pct": worst["agreement_pct"],
+            "agreement_within_delta_pct": min(s["agreement_within_delta_pct"] for s in report.sets),
+            "delta_logit": report.thresholds["delta"], "miou_drop": max(drops) if drops else None,
+            "failures": report.failures}

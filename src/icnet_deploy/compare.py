@@ -108,10 +108,11 @@ class SetStats:
         self.label_path: dict[str, Any] | None = None
 
     def add(self, name: str, eng_out: np.ndarray, ref_logits: np.ndarray, output_kind: str,
-            size: tuple[int, int], truth: np.ndarray | None) -> np.ndarray:
+            size: tuple[int, int], truth: np.ndarray | None, *, eng_logits: np.ndarray | None = None) -> np.ndarray:
         """Add one image (engine output C×h×w logits or h×w labels, reference C×h×w logits;
-        ``truth`` at the image's own ``size``); returns the engine's labels at the engine's size."""
-        from .infer import to_labels
+        ``truth`` at the image's own ``size``); returns the engine's labels at the engine's size.
+        ``eng_logits``: a labels engine's internal logits, where it exposes them (the |Δlogit| then covers it too)."""
+        from .data.transforms import to_labels
 
         ref_logits = np.asarray(ref_logits, dtype=np.float32)
         ref_labels = argmax_classes(ref_logits)
@@ -132,9 +133,11 @@ class SetStats:
         self.agree, self.within, self.pixels = self.agree + agree, self.within + within, self.pixels + n
         self.near_ties, self.agree_beyond_ties = self.near_ties + n_near, self.agree_beyond_ties + beyond
         self.vs_reference.update(ref_labels, eng_labels)
-        if output_kind == "logits":
-            diff = np.abs(np.asarray(eng_out, dtype=np.float32) - ref_logits)
+        logits = eng_out if output_kind == "logits" else eng_logits
+        if logits is not None:
+            diff = np.abs(np.asarray(logits, dtype=np.float32) - ref_logits)
             row["max_abs_logit_error"] = float(diff.max())
+            row["mean_abs_logit_error"] = float(diff.mean())
             self.max_logit = max(self.max_logit, float(diff.max()))
             self.logit_sum += float(diff.sum())
             self.logit_count += diff.size
@@ -151,7 +154,7 @@ class SetStats:
         """Compare the labels of ``Runner.infer_for_labels`` (``early``, through the UpsampleArgmax op on
         the CPU) with the full output's (``add``'s return value), at the engine's size; ``device_labels``:
         those ``Runner.predict_labels`` made on the GPU instead (runners whose ``labels_on_device``)."""
-        from .infer import to_labels
+        from .data.transforms import to_labels
         from .plugins import label_path
 
         if device_labels is not None:

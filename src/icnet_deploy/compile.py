@@ -31,8 +31,10 @@ from .backends.torch_compiled import (
     write_engine_file,
 )
 from .errors import ArtifactError, BackendUnavailable, IcnetDeployError, ModelError, ParityError
+from .model.config import MIN_SIZE
 from .fileio import atomic_path, refuse_overwriting
-from .manifest import Manifest, library_versions, manifest_path, write_manifest
+from .manifest import Manifest, manifest_path, portable_path, write_manifest
+from .machine import library_versions
 
 __all__ = [
     "compile_engine",
@@ -46,13 +48,12 @@ __all__ = [
 ]
 
 DEFAULT_ENGINE_NAME = "icnet_compiled.torch"
-MIN_SIZE = 64
 
 Progress = Callable[[str], None]
 
 
 def _palette(num_classes: int) -> tuple[list[str], list[list[int]]]:
-    from .data.labels import CLASS_NAMES, PALETTE
+    from .labels import CLASS_NAMES, PALETTE
 
     names = list(CLASS_NAMES[:num_classes]) + [f"class_{i}" for i in range(len(CLASS_NAMES), num_classes)]
     colours = [[int(v) for v in PALETTE[i]] for i in range(min(num_classes, len(CLASS_NAMES)))]
@@ -62,7 +63,7 @@ def _palette(num_classes: int) -> tuple[list[str], list[list[int]]]:
 
 
 def engine_manifest(model: Any, *, precision: str, mode: str, batch: int, height: int, width: int,
-                    device: str) -> Manifest:
+                    device: str, output: str | Path) -> Manifest:
     """The manifest of a compiled engine for ``model`` on ``device``.
 
     ``model``: an ICNet whose ``checkpoint_info`` names its weights (path, sha256).
@@ -87,7 +88,7 @@ def engine_manifest(model: Any, *, precision: str, mode: str, batch: int, height
         size_rule={"min": MIN_SIZE, "multiple_of": 1, "dynamic": False, "height": height, "width": width},
         model_config=json.loads(model.config.to_json()),
         checkpoint_sha256=info.get("sha256"),
-        checkpoint_path=str(Path(info["path"]).resolve()) if info.get("path") else None,
+        checkpoint_path=portable_path(info["path"], output) if info.get("path") else None,
         target=ident["device"],
         versions=library_versions("torch"),
         details={
@@ -175,7 +176,7 @@ def _parity(runner: Any, reference: Any, batches: list[np.ndarray], min_agreemen
 def _verification_batches(count: int, batch: int, height: int, width: int, mean: Sequence[float],
                           std: Sequence[float]) -> list[np.ndarray]:
     from .data.transforms import preprocess
-    from .export import verification_images
+    from .data.samples import verification_images
 
     xs = [preprocess(im, mean, std) for _, _, im in verification_images(count, height, width)]
     groups = [xs[i:i + batch] for i in range(0, len(xs), batch)]
@@ -225,7 +226,7 @@ def compile_engine(
     mode = mode or ("reduce-overhead" if device.startswith("cuda") else "default")
     _check_args(precision, mode, batch, height, width, device)
     if min_agreement is None:
-        from .check import default_thresholds
+        from .compare import default_thresholds
 
         min_agreement = default_thresholds(precision).min_agreement
     model = model_or_checkpoint if isinstance(model_or_checkpoint, torch.nn.Module) else None
@@ -252,7 +253,7 @@ def compile_engine(
             model = load_model(checkpoint)
         model.eval()
         manifest = engine_manifest(model, precision=precision, mode=mode, batch=batch, height=height, width=width,
-                                   device=device)
+                                   device=device, output=output)
         say(f"compiling ({mode}, {precision}, {batch}×3×{height}×{width} on {manifest.details['device_name']})")
         # the runner converts its model in place (fp16, channels-last): the reference keeps the original
         runner = CompiledTorchRunner(None, manifest=manifest, model=copy.deepcopy(model), threads=threads,
@@ -360,10 +361,10 @@ def engine_candidates(folder: str | Path | None = "build", *, device: str = "cpu
 
 
 def _open(spec: str, *, device: str, provider: str | None, threads: int | None, checkpoint: Any, like: Any) -> Any:
-    from .backends.loader import EAGER, eager_reference, load
+    from .backends.loader import eager_precision, eager_reference, load
 
-    if spec == EAGER or spec.startswith(EAGER + "-"):
-        precision = spec.split("-", 1)[1] if "-" in spec else "fp32"
+    precision = eager_precision(spec)
+    if precision is not None:
         return eager_reference(like.manifest if like is not None else None, checkpoint,
                                getattr(like, "artifact", None) or getattr(like, "path", None),
                                strict=like is not None, device=device, precision=precision, threads=threads, name=spec)

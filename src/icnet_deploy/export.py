@@ -54,36 +54,33 @@ import json
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .data.samples import verification_images
 from .errors import IcnetDeployError, ModelError, ParityError
+from .model.config import MIN_SIZE
 from .fileio import atomic_path, refuse_overwriting
-from .manifest import ONNX_METADATA_KEY, Manifest, embed_manifest, library_versions, manifest_path, write_manifest
-from .metrics import within_delta
-from .upsample import labels_of
+from .manifest import ONNX_METADATA_KEY, Manifest, embed_manifest, manifest_path, portable_path, write_manifest
+from .machine import library_versions
 
 __all__ = [
     "export",
     "verify_onnx",
     "ParityReport",
-    "verification_images",
     "op_histogram",
     "SUPPORTED_OPSETS",
     "INPUT_NAME",
-    "MIN_SIZE",
 ]
 
 SUPPORTED_OPSETS = range(17, 21)  # 17..20: torch 2.13's TorchScript exporter stops at 20
 OUTPUT_KINDS = ("logits", "labels")
 INPUT_NAME = "image"
-MIN_SIZE = 64
 LOGIT_SCALE_REF = 100.0  # logits beyond ±this (untrained weights) scale the logit bound
 FORBIDDEN_OPS = ("BatchNormalization", "Loop", "If", "Scan")
-SCENE_SEED = 900_000  # generated scenes for verification: seeds 900000, 900001, …
 EXPORTER = "torch.onnx.export (TorchScript, dynamo=False)"
 
 Progress = Callable[[str], None]
@@ -125,54 +122,6 @@ class ParityReport:
             f"agreement {self.agreement_pct:.4f}% (min {self.min_agreement_pct}%), max |Δlogit| "
             f"{self.max_abs_logit_error:.3g} (bound {self.logit_error_bound:.3g}) on {len(self.images)} image runs"
         )
-
-
-def _smooth_noise(seed: int, height: int, width: int) -> np.ndarray:
-    """A smooth random colour field (blobs, not pixel noise): the fallback when scenes are unavailable."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    low = rng.integers(0, 256, size=(max(2, height // 32), max(2, width // 32), 3), dtype=np.uint8)
-    return np.asarray(Image.fromarray(low).resize((width, height), Image.BILINEAR))
-
-
-def _scene(seed: int, height: int, width: int) -> tuple[np.ndarray, str]:
-    try:
-        from .data.synthetic import generate_scene
-    except ImportError:
-        return _smooth_noise(seed, height, width), "noise"
-    image = generate_scene(seed, height, width)
-    if isinstance(image, tuple):
-        image = image[0]
-    return np.ascontiguousarray(image), "scene"
-
-
-def verification_images(count: int, height: int, width: int) -> list[tuple[str, str, np.ndarray]]:
-    """``count`` uint8 RGB images of one size: (name, kind, image).
-
-    Half (rounded down) are generated street scenes (smooth noise if the scene generator is
-    missing), the rest real photographs (``assets.real_photos()``) resized to the size — at
-    least one photograph always.
-    """
-    from PIL import Image
-
-    from .assets import real_photos
-    from .data.transforms import resize_image
-
-    if count < 1:
-        raise IcnetDeployError(f"verification needs at least 1 image, got {count}")
-    photos = real_photos()
-    n_photos = max(1, count - count // 2) if photos else 0
-    out = []
-    for i in range(count - n_photos):
-        image, kind = _scene(SCENE_SEED + i, height, width)
-        out.append((f"{kind}-{SCENE_SEED + i}", kind, image))
-    for i in range(n_photos):
-        path = photos[i % len(photos)]
-        with Image.open(path) as im:
-            rgb = np.asarray(im.convert("RGB"))
-        out.append((path.name, "photo", np.ascontiguousarray(resize_image(rgb, (height, width)))))
-    return out
 
 
 def _logits_output(proto) -> str | None:
@@ -225,8 +174,9 @@ def verify_onnx(
     import onnx
     import torch
 
-    from .backends.onnxruntime import create_session
+    from .compare import SetStats
     from .data.transforms import preprocess
+    from .ort_session import create_session
 
     start = time.perf_counter()
     if isinstance(onnx_model, (str, Path)):
@@ -244,10 +194,8 @@ def verify_onnx(
     device = next(model.parameters()).device
     mean, std = model.config.mean, model.config.std
 
-    rows: list[dict] = []
-    max_err = peak = 0.0
-    err_sum = 0.0
-    agree_pixels = within_pixels = total_pixels = 0
+    stats = SetStats("verification", model.config.num_classes)
+    peak = 0.0
     for h, w in sizes:
         inputs = verification_images(images, h, w)
         for group in _batches(inputs, batch):
@@ -257,42 +205,30 @@ def verify_onnx(
             outs = session.run(fetch, {INPUT_NAME: x})
             with torch.inference_mode():
                 ref = model(torch.from_numpy(x).to(device)).float().cpu().numpy()
-            ref_labels = labels_of(ref)
-            if logits_name is None:
-                got_logits, got_labels = outs[0], labels_of(outs[0])
-            else:
-                got_logits, got_labels = outs[1], outs[0]
-                if got_labels.shape != ref_labels.shape:
-                    raise ParityError(f"labels output has shape {got_labels.shape}, expected {ref_labels.shape}")
+            got_logits = outs[0] if logits_name is None else outs[1]
             if got_logits.shape != ref.shape:
                 raise ParityError(f"ONNX logits have shape {got_logits.shape}, eager gives {ref.shape}")
+            if logits_name is not None and outs[0].shape != (ref.shape[0], *ref.shape[2:]):
+                raise ParityError(f"labels output has shape {outs[0].shape}, expected {(ref.shape[0], *ref.shape[2:])}")
             for k, (name, kind, _) in enumerate(group):
-                diff = np.abs(got_logits[k].astype(np.float32) - ref[k])
-                agree = int((got_labels[k].astype(np.int64) == ref_labels[k]).sum())
-                within = int(within_delta(ref[k], got_labels[k]).sum())
-                pixels = ref_labels[k].size
-                rows.append({
-                    "image": name, "kind": kind, "size": [h, w],
-                    "max_abs_logit_error": float(diff.max()), "mean_abs_logit_error": float(diff.mean()),
-                    "agreement_pct": 100.0 * agree / pixels, "agreement_within_delta_pct": 100.0 * within / pixels,
-                })
-                within_pixels += within
-                max_err = max(max_err, float(diff.max()))
-                err_sum += float(diff.sum())
+                if logits_name is None:
+                    stats.add(name, got_logits[k], ref[k], "logits", (h, w), None)
+                else:  # a labels graph: its labels judged, its internal logits measured
+                    stats.add(name, outs[0][k], ref[k], "labels", (h, w), None, eng_logits=got_logits[k])
+                stats.images[-1]["kind"] = kind
                 peak = max(peak, float(np.abs(ref[k]).max()))
-                agree_pixels += agree
-                total_pixels += pixels
-    values = model.config.num_classes * total_pixels
+    result = stats.result()
+    rows, max_err = result["per_image"], result["max_abs_logit_error"]
     bound = max_logit_error * max(1.0, peak / LOGIT_SCALE_REF)
-    worst = min(rows, key=lambda r: r["agreement_pct"])
+    worst = result["worst_image"]
     report = ParityReport(
         images=rows,
         max_abs_logit_error=max_err,
-        mean_abs_logit_error=err_sum / values,
+        mean_abs_logit_error=result["mean_abs_logit_error"],
         peak_abs_logit=peak,
         agreement_pct=worst["agreement_pct"],
-        pooled_agreement_pct=100.0 * agree_pixels / total_pixels,
-        pooled_within_delta_pct=100.0 * within_pixels / total_pixels,
+        pooled_agreement_pct=result["agreement_pct"],
+        pooled_within_delta_pct=result["agreement_within_delta_pct"],
         min_agreement_pct=float(min_agreement),
         max_logit_error=float(max_logit_error),
         logit_error_bound=bound,
@@ -433,7 +369,7 @@ def _with_plugin(proto: Any) -> tuple[Any, dict]:
 
 
 def _palette(num_classes: int) -> tuple[list[str], list[list[int]]]:
-    from .data.labels import CLASS_NAMES, PALETTE
+    from .labels import CLASS_NAMES, PALETTE
 
     names = list(CLASS_NAMES[:num_classes]) + [f"class_{i}" for i in range(len(CLASS_NAMES), num_classes)]
     colours = [[int(v) for v in PALETTE[i]] for i in range(min(num_classes, len(CLASS_NAMES)))]
@@ -474,25 +410,33 @@ def _check_output(output: Path) -> None:
 # --------------------------------------------------------------------------------------------
 # the public entry point
 # --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ExportOptions:
+    """How an fp32 ONNX export is made and verified (see ``export``)."""
+
+    height: int = 1024
+    width: int = 2048
+    batch: int = 1
+    dynamic: bool = False
+    opset: int = 17
+    outputs: str = "logits"
+    verify: bool = True
+    verify_images: int = 4
+    verify_sizes: tuple[tuple[int, int], ...] | None = None
+    min_agreement: float = 99.99
+    max_logit_error: float = 1e-3
+    threads: int | None = None
+    config: Any = None
+    plugin: bool = False
+
+
 def export(
     model_or_checkpoint: Any = None,
     output: str | Path = "icnet.onnx",
+    options: ExportOptions | None = None,
     *,
-    height: int = 1024,
-    width: int = 2048,
-    batch: int = 1,
-    dynamic: bool = False,
-    opset: int = 17,
-    outputs: str = "logits",
-    verify: bool = True,
-    verify_images: int = 4,
-    verify_sizes: Sequence[tuple[int, int]] | None = None,
-    min_agreement: float = 99.99,
-    max_logit_error: float = 1e-3,
-    threads: int | None = None,
-    config: Any = None,
-    plugin: bool = False,
     progress: Progress | None = None,
+    **option_fields: Any,
 ) -> Manifest:
     """Export ICNet to a verified ONNX file plus its manifest; returns the manifest.
 
@@ -508,32 +452,34 @@ def export(
     ``max_logit_error`` bound is applied. Raises ``IcnetDeployError`` for bad arguments or
     files (nothing written) and ``ParityError`` (with ``.report``) when verification fails.
     """
+    opts = replace(options or ExportOptions(), **option_fields)
     import torch
 
     say = progress or (lambda _msg: None)
     output = Path(output)
-    if opset not in SUPPORTED_OPSETS:
+    if opts.opset not in SUPPORTED_OPSETS:
         raise IcnetDeployError(
-            f"opset {opset} is not supported: use {SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1} "
+            f"opset {opts.opset} is not supported: use {SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1} "
             "(the range of torch's TorchScript ONNX exporter that this graph is tested with)"
         )
-    if outputs not in OUTPUT_KINDS:
-        raise IcnetDeployError(f"outputs must be one of {', '.join(OUTPUT_KINDS)}, got {outputs!r}")
-    if plugin and outputs != "labels":
+    if opts.outputs not in OUTPUT_KINDS:
+        raise IcnetDeployError(f"outputs must be one of {', '.join(OUTPUT_KINDS)}, got {opts.outputs!r}")
+    if opts.plugin and opts.outputs != "labels":
         raise IcnetDeployError("the UpsampleArgmax plugin outputs labels: use it with outputs labels (--outputs labels --plugin)")
-    if height < MIN_SIZE or width < MIN_SIZE:
-        raise IcnetDeployError(f"export size {height}×{width}: height and width must be at least {MIN_SIZE}")
-    if batch < 1:
-        raise IcnetDeployError(f"batch must be at least 1, got {batch}")
-    if verify and verify_images < 1:
-        raise IcnetDeployError(f"verify_images must be at least 1, got {verify_images}")
-    if not 0.0 <= min_agreement <= 100.0:
-        raise IcnetDeployError(f"min_agreement is a percentage (0..100), got {min_agreement}")
-    if max_logit_error < 0:
-        raise IcnetDeployError(f"max_logit_error must be ≥ 0, got {max_logit_error}")
-    if verify_sizes is not None and not dynamic and any(tuple(s) != (height, width) for s in verify_sizes):
+    if opts.height < MIN_SIZE or opts.width < MIN_SIZE:
+        raise IcnetDeployError(f"export size {opts.height}×{opts.width}: height and width must be at least {MIN_SIZE}")
+    if opts.batch < 1:
+        raise IcnetDeployError(f"batch must be at least 1, got {opts.batch}")
+    if opts.verify and opts.verify_images < 1:
+        raise IcnetDeployError(f"verify_images must be at least 1, got {opts.verify_images}")
+    if not 0.0 <= opts.min_agreement <= 100.0:
+        raise IcnetDeployError(f"min_agreement is a percentage (0..100), got {opts.min_agreement}")
+    if opts.max_logit_error < 0:
+        raise IcnetDeployError(f"max_logit_error must be ≥ 0, got {opts.max_logit_error}")
+    size = (opts.height, opts.width)
+    if opts.verify_sizes is not None and not opts.dynamic and any(tuple(s) != size for s in opts.verify_sizes):
         raise IcnetDeployError("verify_sizes other than the export size need a dynamic export")
-    for h, w in verify_sizes or ():
+    for h, w in opts.verify_sizes or ():
         if h < MIN_SIZE or w < MIN_SIZE:
             raise IcnetDeployError(f"verification size {h}×{w} is below the minimum {MIN_SIZE}×{MIN_SIZE}")
     _check_output(output)
@@ -543,44 +489,45 @@ def export(
     started = time.perf_counter()
     with atomic_path(output) as tmp:  # creates the temp file now: an unwritable place fails before the work
         say("loading the model")
-        model = _resolve_model(model_or_checkpoint, config)
+        model = _resolve_model(model_or_checkpoint, opts.config)
         was_training = model.training
         model.eval()
         try:
             num_classes = model.config.num_classes
-            if plugin and num_classes > 255:
+            if opts.plugin and num_classes > 255:
                 raise IcnetDeployError(f"the UpsampleArgmax plugin writes uint8 labels: at most 255 classes, "
                                        f"this model has {num_classes}")
             labels_dtype = torch.uint8 if num_classes <= 255 else torch.int32
-            out_dtype = "float32" if outputs == "logits" else str(labels_dtype).removeprefix("torch.")
-            traced = "logits" if plugin else outputs  # the plugin replaces the logits graph's ending after verification
-            if dynamic:
+            out_dtype = "float32" if opts.outputs == "logits" else str(labels_dtype).removeprefix("torch.")
+            traced = "logits" if opts.plugin else opts.outputs  # the plugin replaces the logits graph's ending after verification
+            if opts.dynamic:
                 input_dims: list = ["batch", 3, "height", "width"]
             else:
-                input_dims = [batch, 3, height, width]
+                input_dims = [opts.batch, 3, opts.height, opts.width]
             output_dims = (
                 [input_dims[0], num_classes, input_dims[2], input_dims[3]] if traced == "logits"
                 else [input_dims[0], input_dims[2], input_dims[3]]
             )
 
-            say(f"tracing at {batch}×3×{height}×{width} (opset {opset}{', dynamic' if dynamic else ''})")
-            proto = _trace(model, height=height, width=width, batch=batch, dynamic=dynamic, opset=opset,
-                           outputs=traced, labels_dtype=labels_dtype)
+            say(f"tracing at {opts.batch}×3×{opts.height}×{opts.width} "
+                f"(opset {opts.opset}{', dynamic' if opts.dynamic else ''})")
+            proto = _trace(model, height=opts.height, width=opts.width, batch=opts.batch, dynamic=opts.dynamic,
+                           opset=opts.opset, outputs=traced, labels_dtype=labels_dtype)
             say("simplifying (onnxslim) and checking")
-            proto = _simplify_and_check(proto, dynamic=dynamic, input_dims=input_dims, output_dims=output_dims)
+            proto = _simplify_and_check(proto, dynamic=opts.dynamic, input_dims=input_dims, output_dims=output_dims)
 
             parity = None
-            if verify:
-                if dynamic:
-                    sizes = list(verify_sizes) if verify_sizes else [
-                        (height, width), (max(MIN_SIZE, height * 3 // 4) | 1, max(MIN_SIZE, width * 3 // 4) | 1)
+            if opts.verify:
+                if opts.dynamic:
+                    sizes = list(opts.verify_sizes) if opts.verify_sizes else [
+                        size, (max(MIN_SIZE, opts.height * 3 // 4) | 1, max(MIN_SIZE, opts.width * 3 // 4) | 1)
                     ]
-                    run_batch = 2 if verify_images >= 2 else 1
+                    run_batch = 2 if opts.verify_images >= 2 else 1
                 else:
-                    sizes, run_batch = [(height, width)], batch
+                    sizes, run_batch = [(opts.height, opts.width)], opts.batch
                 report = verify_onnx(
-                    proto, model, sizes=sizes, batch=run_batch, images=verify_images,
-                    min_agreement=min_agreement, max_logit_error=max_logit_error, threads=threads, progress=say,
+                    proto, model, sizes=sizes, batch=run_batch, images=opts.verify_images,
+                    min_agreement=opts.min_agreement, max_logit_error=opts.max_logit_error, threads=opts.threads, progress=say,
                 )
                 if not report.passed:
                     error = ParityError(f"ONNX export fails verification against eager PyTorch: {'; '.join(report.failures)}")
@@ -588,7 +535,7 @@ def export(
                     raise error
                 parity = report.to_dict()
             plugin_record = None
-            if plugin:
+            if opts.plugin:
                 proto, plugin_record = _with_plugin(proto)
                 output_dims = [input_dims[0], input_dims[2], input_dims[3]]
         finally:
@@ -598,17 +545,17 @@ def export(
 
         info = getattr(model, "checkpoint_info", None) or {}
         names, palette = _palette(num_classes)
-        size_rule = {"min": MIN_SIZE, "multiple_of": 1, "dynamic": bool(dynamic)}
-        if not dynamic:
-            size_rule.update(height=height, width=width)
+        size_rule = {"min": MIN_SIZE, "multiple_of": 1, "dynamic": bool(opts.dynamic)}
+        if not opts.dynamic:
+            size_rule.update(height=opts.height, width=opts.width)
         manifest = Manifest(
             format="onnx",
             precision="fp32",
             input_name=INPUT_NAME,
             input_shape=list(input_dims),
             input_dtype="float32",
-            output_name=outputs,
-            output_kind=outputs,
+            output_name=opts.outputs,
+            output_kind=opts.outputs,
             output_dtype=out_dtype,
             num_classes=num_classes,
             class_names=names,
@@ -618,11 +565,11 @@ def export(
             size_rule=size_rule,
             model_config=json.loads(model.config.to_json()),
             checkpoint_sha256=info.get("sha256"),
-            checkpoint_path=info.get("path"),
-            target="tensorrt" if plugin else "any",
+            checkpoint_path=portable_path(info["path"], output) if info.get("path") else None,
+            target="tensorrt" if opts.plugin else "any",
             versions=library_versions("torch", "onnx", "onnxruntime", "onnxslim"),
             details={
-                "opset": opset,
+                "opset": opts.opset,
                 "ir_version": int(proto.ir_version),
                 "exporter": EXPORTER,
                 "simplifier": f"onnxslim {onnxslim.__version__}",

@@ -58,21 +58,15 @@ from typing import Any
 
 import numpy as np
 
-from .backends.base import MIN_SIZE, Runner
-from .data.transforms import preprocess, resize_image, resize_labels
+from .backends.base import Runner
+from .data.transforms import resize_method, to_labels
 from .errors import DataError, IcnetDeployError
-from .plugins import upsample_argmax
 
 __all__ = [
     "infer_images",
     "InferReport",
     "collect_inputs",
     "output_paths",
-    "engine_input_size",
-    "prepare",
-    "to_labels",
-    "predict",
-    "label_images",
     "SUFFIXES",
 ]
 
@@ -81,89 +75,6 @@ OVERLAY_ALPHA = 0.5
 JPEG_QUALITY = 90
 
 Progress = Callable[[int, int, dict], None]  # (done, total, {"images_per_s", "failed", "last"})
-
-
-# --------------------------------------------------------------------------------------------
-# one image: sizes, preprocessing, postprocessing (shared by infer, bench and check)
-# --------------------------------------------------------------------------------------------
-def engine_input_size(runner: Runner, height: int, width: int) -> tuple[int, int]:
-    """The H×W an image of ``height×width`` is fed to ``runner`` at (see the module docstring)."""
-    if runner.input_height is not None:
-        return int(runner.input_height), int(runner.input_width)
-    rule = runner.size_rule or {}
-    smallest = int(rule.get("min", MIN_SIZE))
-    multiple = max(1, int(rule.get("multiple_of", 1)))
-    h, w = max(height, smallest), max(width, smallest)
-    return -(-h // multiple) * multiple, -(-w // multiple) * multiple
-
-
-def prepare(runner: Runner, image: np.ndarray) -> np.ndarray:
-    """uint8 H×W×3 RGB → float32 1×3×h×w for ``runner`` (resized to its input, normalised with its mean/std)."""
-    h, w = engine_input_size(runner, *image.shape[:2])
-    resized = resize_image(image, (h, w))
-    if runner.mean is None or runner.std is None:
-        raise IcnetDeployError(f"{runner.name}: normalisation unknown until the runner is activated")
-    return preprocess(np.ascontiguousarray(resized), runner.mean, runner.std)
-
-
-def resize_method(output_kind: str, ran_at: tuple[int, int], size: tuple[int, int]) -> str:
-    """How an engine that ran at ``ran_at`` is mapped back to ``size``: none | logits-bilinear | labels-nearest."""
-    if tuple(ran_at) == tuple(size):
-        return "none"
-    return "logits-bilinear" if output_kind == "logits" else "labels-nearest"
-
-
-def to_labels(output: np.ndarray, output_kind: str, size: tuple[int, int],
-              ran_at: tuple[int, int] | None = None, *, threads: int | None = None) -> tuple[np.ndarray, str]:
-    """One image's engine output (C×h×w logits or h×w labels) → (uint8 H×W train ids at ``size``, method).
-
-    Logits at any resolution — the engine's full output, or the 1/4-resolution logits of
-    ``Runner.infer_for_labels`` — become the labels of their bilinear upsample to ``size``,
-    exactly (the UpsampleArgmax op, ``plugins.upsample_argmax``: the C kernel on ``threads``
-    threads, or the numpy reference ``upsample.bilinear_argmax``). ``ran_at`` is the size the
-    engine ran at (default: the output's), which is what ``method`` reports.
-    """
-    method = resize_method(output_kind, ran_at or output.shape[-2:], size)
-    if output_kind == "logits":
-        return upsample_argmax(output, size, threads=threads), method
-    labels = np.asarray(output).astype(np.uint8)
-    return (labels if labels.shape == tuple(size) else resize_labels(labels, size)), method
-
-
-def predict(runner: Runner, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Train-id labels (uint8, each at its image's size) for a few images — the simple, unthreaded path."""
-    return label_images(runner, images, max_batch=1)
-
-
-def label_images(runner: Runner, images: Sequence[np.ndarray], *, max_batch: int | None = None) -> list[np.ndarray]:
-    """uint8 H×W×3 RGB images → uint8 train ids, each at its image's size, by the path ``infer_images``
-    takes (``prepare``, the engine up to the logits before its final upsample, the exact labels of
-    that upsample): the same labels, byte for byte, whoever calls it (bench, a server, a Ray worker).
-
-    Consecutive images that the engine runs at one size share an engine call, up to ``max_batch``
-    (default: all of them) or the engine's static batch (a short last call is padded).
-    """
-    xs = [prepare(runner, image) for image in images]
-    limit = runner.batch_size or max_batch or max(1, len(xs))
-    out: list[np.ndarray] = []
-    start = 0
-    while start < len(xs):
-        end = start + 1
-        while end < len(xs) and end - start < limit and xs[end].shape == xs[start].shape:
-            end += 1
-        x = np.concatenate(xs[start:end], axis=0)
-        if runner.batch_size is not None and x.shape[0] < runner.batch_size:
-            x = np.concatenate([x, np.repeat(x[-1:], runner.batch_size - x.shape[0], axis=0)], axis=0)
-        group = images[start:end]
-        sizes = {image.shape[:2] for image in group}
-        if len(sizes) == 1:  # the label path in one call (the op on the device where the runner has it)
-            out.extend(runner.predict_labels(x, sizes.pop())[: len(group)])
-        else:
-            logits = runner.infer_for_labels(x)
-            out.extend(to_labels(logits[k], runner.output_kind, image.shape[:2], x.shape[-2:], threads=runner.threads)[0]
-                       for k, image in enumerate(group))
-        start = end
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -289,7 +200,7 @@ def encode_outputs(image: np.ndarray, labels: np.ndarray, overlay: bool = True) 
 
     from PIL import Image
 
-    from .data.labels import colorize, train_ids_to_label_ids
+    from .labels import colorize, train_ids_to_label_ids
     from .data.transforms import overlay as blend
 
     pictures = {
@@ -468,7 +379,7 @@ def _run(runner: Runner, source, output: Path, files: list[Path], names: list[di
         t = time.perf_counter()
         try:
             image = read_rgb(files[i], max_pixels)
-            x = prepare(runner, image)
+            x = runner.prepare(image)
         finally:
             with lock:
                 stats["read"] += time.perf_counter() - t

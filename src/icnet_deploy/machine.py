@@ -20,7 +20,7 @@ import sys
 from typing import Any
 
 __all__ = ["ISA_FLAGS", "cpu_identity", "cpu_isa_flags", "cpu_name", "describe_cpu", "describe_machine",
-           "int8_kernel_class", "int8_mismatch"]
+           "int8_kernel_class", "int8_mismatch", "library_versions", "package_version"]
 
 # the /proc/cpuinfo flags that decide how fast fp32/fp16/int8 kernels can be (x86, then Arm)
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
@@ -101,8 +101,6 @@ def int8_mismatch(built_on: dict[str, Any] | None, running: dict[str, Any] | Non
 def describe_machine(device: str = "cpu") -> dict[str, Any]:
     """CPU model, ISA flags, INT8 kernel class, logical CPUs, the threads torch uses, the GPU on
     ``cuda`` devices, OS, and the versions of the libraries that run engines (those importable here)."""
-    from .manifest import library_versions
-
     ident = cpu_identity()
     info: dict[str, Any] = {"cpu": ident["model"], "cpu_isa": ident["isa"], "arch": ident["arch"],
                             "int8_kernel": ident["int8_kernel"], "logical_cpus": os.cpu_count(),
@@ -116,3 +114,26 @@ def describe_machine(device: str = "cpu") -> dict[str, Any]:
             info["gpu"] = {"name": props.name, "compute_capability": f"{props.major}.{props.minor}",
                            "memory_mib": props.total_memory // 2**20, "cuda": torch.version.cuda}
     return info
+
+
+def package_version() -> str:
+    """This package's version, from its installed metadata (one source: pyproject.toml)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("icnet-deploy")
+    except metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "0+unknown"
+
+
+def library_versions(*names: str) -> dict[str, str]:
+    """Versions of the named libraries that are importable (plus python and icnet-deploy)."""
+    from importlib import metadata
+
+    versions = {"python": platform.python_version(), "icnet_deploy": package_version()}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions

@@ -26,7 +26,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import platform
 from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,10 +37,11 @@ from .hashing import graph_sha256, is_sha256, sha256_bytes, sha256_file
 __all__ = [
     "Manifest",
     "manifest_path",
+    "portable_path",
+    "resolve_portable",
     "write_manifest",
     "read_manifest",
     "embed_manifest",
-    "library_versions",
     "ONNX_METADATA_KEY",
     "SCHEMA_VERSION",
 ]
@@ -222,19 +222,24 @@ def manifest_path(artifact: str | Path) -> Path:
     return artifact.with_name(artifact.name + ".json")
 
 
-def library_versions(*names: str) -> dict[str, str]:
-    """Versions of the named libraries that are importable (plus python and icnet-deploy)."""
-    from importlib import metadata
+def portable_path(target: str | Path, artifact: str | Path) -> str:
+    """How a manifest names another file (the checkpoint an artifact came from): its path relative to
+    the artifact's folder when the two sit in one project tree (at most two levels up), else its file
+    name alone — never an absolute path of the machine that wrote it. Readers resolve it against the
+    artifact's folder (``resolve_portable``)."""
+    import os
 
-    from . import __version__
+    try:
+        relative = Path(os.path.relpath(Path(target).resolve(), Path(artifact).resolve().parent))
+    except ValueError:  # another drive (Windows)
+        return Path(target).name
+    return relative.as_posix() if relative.parts[:3].count("..") < 3 else Path(target).name
 
-    versions = {"python": platform.python_version(), "icnet_deploy": __version__}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
+
+def resolve_portable(recorded: str, artifact: str | Path) -> list[Path]:
+    """Where a ``portable_path`` may point: relative to the artifact's folder, then beside the artifact."""
+    here = Path(artifact).parent
+    return list(dict.fromkeys([here / recorded, here / Path(recorded).name]))
 
 
 def embed_manifest(proto: Any, manifest: Manifest) -> None:

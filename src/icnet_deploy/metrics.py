@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .data.labels import CLASS_NAMES, IGNORE_ID, NUM_CLASSES
+from .labels import CLASS_NAMES, IGNORE_ID, NUM_CLASSES
 
 __all__ = ["ConfusionMatrix", "SegmentationScores", "pixel_agreement", "logit_error", "within_delta", "near_ties",
            "DEFAULT_DELTA", "NEAR_TIE_LOGIT"]

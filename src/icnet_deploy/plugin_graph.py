@@ -61,7 +61,7 @@ def with_upsample_argmax(proto: Any) -> Any:
     """A copy of a logits graph (ending in the model's bilinear Resize) that outputs uint8 labels via the op."""
     from onnx import TensorProto, helper
 
-    from .backends.onnxruntime import coarse_logits_graph
+    from .onnx_graph import coarse_logits_graph
 
     graph = coarse_logits_graph(proto)  # everything up to the Resize, its input as the only output
     if graph is None:

@@ -4,7 +4,7 @@ One op so far, **UpsampleArgmax**: N×C×h×w logits (float32/float16) and a siz
 labels, exactly ``argmax_c(resize_bilinear(logits, H×W, align_corners=False))`` as
 ``upsample.bilinear_argmax`` (the reference) computes it — the same taps, the same float32
 arithmetic in the same order, the same first-maximum rule — without writing the C×H×W resized
-logits. It is the last step of every label path (``infer.to_labels``). Its implementations:
+logits. It is the last step of every label path (``data.transforms.to_labels``). Its implementations:
 
 * **CPU** — ``plugins/upsample_argmax/upsample_argmax.c``: plain C and pthreads, compiled into
   the package when it is installed (``setup.py``; optional: no compiler, no kernel) and loaded

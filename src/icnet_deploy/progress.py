@@ -23,9 +23,18 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["LEVELS", "PLAIN_INTERVAL_S", "Progress", "Task", "level", "set_level", "stages", "status"]
+__all__ = ["LEVELS", "PLAIN_INTERVAL_S", "Progress", "StageProgress", "Task", "level", "no_progress", "set_level", "stages",
+           "status"]
 
 PLAIN_INTERVAL_S = 10.0
+
+# What a library function reports long work to: (stage, done, total). The CLI passes ``stages()``'s
+# callback; a Python caller passes its own, or nothing (``no_progress``).
+StageProgress = Callable[[str, int, int], None]
+
+
+def no_progress(_stage: str, _done: int, _total: int) -> None:
+    """The silent StageProgress."""
 LEVELS = ("quiet", "normal", "verbose")
 _state = {"level": "normal"}
 

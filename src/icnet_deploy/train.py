@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 
 from .data.folders import CityscapesDataset
-from .data.labels import CLASS_NAMES, IGNORE_ID, NUM_CLASSES
+from .labels import CLASS_NAMES, IGNORE_ID, NUM_CLASSES
 from .data.transforms import preprocess_batch
 from .errors import DataError
 from .fileio import atomic_path, ensure_parent
@@ -74,8 +74,10 @@ RARE_CLASSES = tuple(CLASS_NAMES.index(n) for n in ("pole", "traffic light", "tr
 class _CropSampler:
     """Random scale/crop/flip/colour-jitter batches from scenes held in memory."""
 
-    def __init__(self, images: list[np.ndarray], labels: list[np.ndarray], cfg: TrainConfig, rng: np.random.Generator) -> None:
+    def __init__(self, images: list[np.ndarray], labels: list[np.ndarray], cfg: TrainConfig, rng: np.random.Generator,
+                 normalisation: tuple[tuple[float, ...], tuple[float, ...]]) -> None:
         self.images, self.labels, self.cfg, self.rng = images, labels, cfg, rng
+        self.mean, self.std = normalisation  # the model's own (its config's) mean and std
         # Sub-sampled pixel coordinates of every rare class, per scene.
         self.rare: list[dict[int, np.ndarray]] = []
         for lab in labels:
@@ -120,7 +122,7 @@ class _CropSampler:
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         pairs = [self._one() for _ in range(self.cfg.batch)]
-        x = torch.from_numpy(preprocess_batch([p[0] for p in pairs]))
+        x = torch.from_numpy(preprocess_batch([p[0] for p in pairs], self.mean, self.std))
         y = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64))
         return x, y
 
@@ -243,9 +245,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[int, dict]
         val_images, val_labels = [], []
 
     model = ICNet(get_config(cfg.config))
+    init_sha256 = None
     if cfg.init:
-        state, _ = read_checkpoint(cfg.init, model.config)
+        state, init_info = read_checkpoint(cfg.init, model.config)
         model.load_state_dict(state)
+        init_sha256 = init_info["sha256"]  # the provenance keeps only the file's name: the hash identifies it
     model = model.to(memory_format=torch.channels_last).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     class_weights = _class_weights(train_labels)
@@ -262,7 +266,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[int, dict]
         rng = np.random.default_rng([cfg.seed, start])  # fresh, reproducible stream after resume
         torch.manual_seed(cfg.seed + start)
         history = json.loads(saved["history"])
-    sampler = _CropSampler(train_images, train_labels, cfg, rng)
+    sampler = _CropSampler(train_images, train_labels, cfg, rng, (model.config.mean, model.config.std))
 
     batches: queue.Queue = queue.Queue(maxsize=3)
 
@@ -274,8 +278,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Callable[[int, dict]
 
     def provenance() -> dict:
         config = {k: v for k, v in asdict(cfg).items() if k != "decode_cache"}  # a local folder, not a hyperparameter
-        return {"train_config": config, "iterations": it + 1, "train_seconds": round(elapsed), "history": history[-1:],
-                "class_weights": [float(w) for w in class_weights]}  # what adjust_logits needs to undo them
+        written = {"train_config": config, "iterations": it + 1, "train_seconds": round(elapsed),
+                   "history": history[-1:],
+                   "class_weights": [float(w) for w in class_weights]}  # what adjust_logits needs to undo them
+        if init_sha256:
+            written["init_sha256"] = init_sha256
+        return written
 
     def save() -> None:
         if ema is None:

@@ -16,8 +16,11 @@ import icnet_deploy
 from icnet_deploy.backends import load
 from icnet_deploy.backends.base import Runner
 from icnet_deploy.backends.loader import eager_reference, reference_checkpoint
+from icnet_deploy.compare import LABEL_PATH_MIN_AGREEMENT
+from icnet_deploy.labels import NUM_CLASSES
 from icnet_deploy.errors import ArtifactError, BackendUnavailable, IcnetDeployError
 from icnet_deploy.manifest import read_manifest, write_manifest
+from icnet_deploy.model.config import DEFAULT_MEAN, DEFAULT_STD
 
 H, W = 128, 256
 BACKENDS = [
@@ -72,9 +75,13 @@ def test_infer_gives_nchw_float32_logits_and_labels(runner):
         out = runner.infer(_batch())
         labels = runner.predict_labels(_batch())
         assert runner.last_inference_ms is not None and runner.last_inference_ms > 0
-    assert out.shape == (1, 19, H, W) and out.dtype == np.float32
+    assert out.shape == (1, NUM_CLASSES, H, W) and out.dtype == np.float32
     assert labels.shape == (1, H, W) and labels.dtype == np.uint8
-    assert (labels == out.argmax(1)).all()
+    # the label path against the full output: check's gate (TensorRT's own Resize kernel may flip a
+    # near tie); on the CPU backends the fused upsample-argmax gives exactly the full output's labels
+    assert (labels == out.argmax(1)).mean() * 100 >= LABEL_PATH_MIN_AGREEMENT
+    if runner.backend != "tensorrt":
+        assert (labels == out.argmax(1)).all()
 
 
 def test_describe_reports_what_runs(runner):
@@ -92,9 +99,9 @@ def test_describe_reports_what_runs(runner):
 
 def test_mean_std_known_after_activation(runner):
     with runner:
-        assert runner.mean == pytest.approx((123.675, 116.28, 103.53))
-        assert runner.std == pytest.approx((58.395, 57.12, 57.375))
-        assert runner.output_kind == "logits" and runner.num_classes == 19
+        assert runner.mean == pytest.approx(DEFAULT_MEAN)
+        assert runner.std == pytest.approx(DEFAULT_STD)
+        assert runner.output_kind == "logits" and runner.num_classes == NUM_CLASSES
 
 
 @pytest.mark.parametrize(
@@ -119,7 +126,7 @@ def test_size_rule_is_enforced(runner):
             with pytest.raises(IcnetDeployError, match="batch 1"):
                 runner.infer(_batch(2))
         else:  # dynamic: anything ≥ 64, including odd sizes
-            assert runner.infer(_batch(1, 65, 131)).shape == (1, 19, 65, 131)
+            assert runner.infer(_batch(1, 65, 131)).shape == (1, NUM_CLASSES, 65, 131)
             with pytest.raises(IcnetDeployError, match="minimum size 64"):
                 runner.infer(_batch(1, 32, 256))
 
@@ -152,7 +159,7 @@ def test_onnxruntime_spinning_can_be_turned_off_and_gives_the_same_logits(small_
 def test_onnxruntime_cpu_sessions_run_without_the_memory_pattern(small_onnx):
     """The arena reuses freed blocks instead of one planned block per run: a lower peak, same speed
     (measured in create_session's docstring), and the same logits."""
-    from icnet_deploy.backends.onnxruntime import create_session
+    from icnet_deploy.ort_session import create_session
 
     x = np.random.default_rng(0).standard_normal((1, 3, 128, 256)).astype(np.float32)
     session = create_session(small_onnx, threads=1)

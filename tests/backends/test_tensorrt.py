@@ -18,9 +18,10 @@ torch = pytest.importorskip("torch")
 if not torch.cuda.is_available():
     pytest.skip("TensorRT needs a CUDA GPU; torch sees none", allow_module_level=True)
 
-from icnet_deploy.backends.onnxruntime import create_session
+from icnet_deploy.ort_session import create_session
 from icnet_deploy.backends.tensorrt import TensorRTRunner, gpu_info
 from icnet_deploy.build import build_engine
+from icnet_deploy.compare import LABEL_PATH_MIN_AGREEMENT
 from icnet_deploy.errors import ArtifactError
 from icnet_deploy.manifest import read_manifest, write_manifest
 
@@ -78,7 +79,8 @@ def test_labels_path_copies_only_the_coarse_logits(engines, precision):
         coarse = runner.infer_for_labels(x)
         labels = runner.predict_labels(x)
     assert coarse.shape == (1, 19, H // 4, W // 4) and coarse.dtype == np.float32
-    assert (labels == labels_of(full)).mean() >= 0.999  # TensorRT's own Resize kernel vs the exact upsample
+    # TensorRT's own Resize kernel vs the exact upsample: check's gate on the label path
+    assert (labels == labels_of(full)).mean() * 100 >= LABEL_PATH_MIN_AGREEMENT
 
 
 def _tampered(engines, tmp_path, **details):

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from icnet_deploy.data.folders import CityscapesDataset, list_images, read_rgb, read_train_ids
-from icnet_deploy.data.labels import train_ids_to_label_ids
+from icnet_deploy.labels import train_ids_to_label_ids
 from icnet_deploy.data.synthetic import generate_scene, write_dataset
 from icnet_deploy.errors import DataError
 

@@ -13,7 +13,7 @@ from icnet_deploy.model.config import DEFAULT_MEAN, DEFAULT_STD
 def test_preprocess_normalises_rgb_to_nchw():
     image = np.zeros((4, 6, 3), np.uint8)
     image[..., 0] = 255
-    x = preprocess(image)
+    x = preprocess(image, DEFAULT_MEAN, DEFAULT_STD)
     assert x.shape == (1, 3, 4, 6) and x.dtype == np.float32
     assert x[0, 0, 0, 0] == pytest.approx((255 - DEFAULT_MEAN[0]) / DEFAULT_STD[0])
     assert x[0, 2, 0, 0] == pytest.approx(-DEFAULT_MEAN[2] / DEFAULT_STD[2])
@@ -22,11 +22,11 @@ def test_preprocess_normalises_rgb_to_nchw():
 @pytest.mark.parametrize("bad", [np.zeros((4, 4), np.uint8), np.zeros((4, 4, 4), np.uint8), np.zeros((4, 4, 3), np.float32)])
 def test_preprocess_rejects_non_rgb_uint8(bad):
     with pytest.raises(ValueError, match="uint8 H×W×3"):
-        preprocess(bad)
+        preprocess(bad, DEFAULT_MEAN, DEFAULT_STD)
 
 
 def test_batch_stacks():
-    assert preprocess_batch([np.zeros((8, 8, 3), np.uint8)] * 3).shape == (3, 3, 8, 8)
+    assert preprocess_batch([np.zeros((8, 8, 3), np.uint8)] * 3, DEFAULT_MEAN, DEFAULT_STD).shape == (3, 3, 8, 8)
 
 
 def test_label_resize_is_nearest():

@@ -31,6 +31,24 @@ def test_round_trip_gives_identical_outputs(saved):
     assert len(loaded.checkpoint_info["sha256"]) == 64
 
 
+def test_provenance_records_file_names_not_the_paths_of_the_machine(tmp_path):
+    """A weight file travels: every path in its provenance (path keys, absolute paths, POSIX or Windows)
+    is written as its last component; other values are written as given."""
+    model = ICNet(ICNetConfig(num_classes=5))
+    path = tmp_path / "p.safetensors"
+    given = {"train_config": {"data": "work/synth_e", "out": str(tmp_path / "ckpt" / "icnet.safetensors"),
+                              "init": "C:\\runs\\start.safetensors", "crop": (64, 128), "seed": 3},
+             "inputs": [{"path": "/home/someone/a.safetensors", "sha256": "ab" * 32}, "~/b.safetensors"],
+             "note": "labels of synth_e/train"}
+    save_checkpoint(model, path, given)
+    written = read_checkpoint(path)[1]["provenance"]
+    assert written == {"train_config": {"data": "synth_e", "out": "icnet.safetensors", "init": "start.safetensors",
+                                        "crop": [64, 128], "seed": 3},
+                       "inputs": [{"path": "a.safetensors", "sha256": "ab" * 32}, "b.safetensors"],
+                       "note": "labels of synth_e/train"}
+    assert str(tmp_path) not in path.read_bytes()[:4096].decode("latin-1")
+
+
 def test_config_travels_in_metadata(tmp_path):
     model = ICNet(ICNetConfig(num_classes=5))
     path = tmp_path / "five.safetensors"
@@ -145,6 +163,7 @@ def test_average_checkpoints_means_the_floats_and_records_its_inputs(saved, tmp_
         assert torch.equal(avg[k], a[k])
     assert info["provenance"] == provenance
     assert [p["sha256"] for p in provenance["averaged_from"]] == [info_a["sha256"], info_b["sha256"]]
+    assert [p["path"] for p in provenance["averaged_from"]] == ["m.safetensors", "b.safetensors"]  # names, not paths
     load_model(out)  # loads as a normal checkpoint
 
     cli = CliRunner()
@@ -177,7 +196,7 @@ def test_adjust_logits_shifts_only_the_classifier_bias_and_every_output_pixel_by
         torch.testing.assert_close(adjusted(x), model(x) - shift.view(1, -1, 1, 1), atol=1e-4, rtol=1e-6)
     step = provenance["logit_adjustment"]
     assert step["tau"] == 0.7 and step["class_weights_from"] == "a test"
-    assert step["source"]["sha256"] == info["sha256"]
+    assert step["source"] == {"path": path.name, "sha256": info["sha256"]}  # the file by name and hash
     assert info_after["provenance"] == provenance and provenance["note"] == "test"  # earlier provenance kept
     # tau = 0 changes nothing but the provenance.
     same = tmp_path / "same.safetensors"

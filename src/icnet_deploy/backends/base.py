@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from ..data.transforms import preprocess, resize_image, to_labels
 from ..errors import IcnetDeployError
+from ..model.config import MIN_SIZE
 
 __all__ = ["Runner", "SizeRule", "check_input"]
-
-MIN_SIZE = 64
 
 
 class SizeRule(dict):
@@ -110,6 +111,60 @@ class Runner(ABC):
     def __exit__(self, *exc: object) -> None:
         self.deactivate()
 
+    # -- images in, labels out (shared by infer, bench, check and serving) -----------------
+    def input_size_for(self, height: int, width: int) -> tuple[int, int]:
+        """The H×W an image of ``height×width`` is fed at: the engine's static size, else the image's
+        own, raised to the size rule's minimum and rounded up to its multiple."""
+        if self.input_height is not None:
+            return int(self.input_height), int(self.input_width)
+        rule = self.size_rule or {}
+        smallest = int(rule.get("min", MIN_SIZE))
+        multiple = max(1, int(rule.get("multiple_of", 1)))
+        h, w = max(height, smallest), max(width, smallest)
+        return -(-h // multiple) * multiple, -(-w // multiple) * multiple
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """uint8 H×W×3 RGB → float32 1×3×h×w for this runner (resized to its input, normalised with its mean/std)."""
+        h, w = self.input_size_for(*image.shape[:2])
+        resized = resize_image(image, (h, w))
+        if self.mean is None or self.std is None:
+            raise IcnetDeployError(f"{self.name}: normalisation unknown until the runner is activated")
+        return preprocess(np.ascontiguousarray(resized), self.mean, self.std)
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Train-id labels (uint8, each at its image's size) for a few images — the simple, unthreaded path."""
+        return self.label_images(images, max_batch=1)
+
+    def label_images(self, images: Sequence[np.ndarray], *, max_batch: int | None = None) -> list[np.ndarray]:
+        """uint8 H×W×3 RGB images → uint8 train ids, each at its image's size, by the path ``infer``
+        takes (``prepare``, the engine up to the logits before its final upsample, the exact labels
+        of that upsample): the same labels, byte for byte, whoever calls it (bench, a server, a Ray worker).
+
+        Consecutive images that the engine runs at one size share an engine call, up to ``max_batch``
+        (default: all of them) or the engine's static batch (a short last call is padded).
+        """
+        xs = [self.prepare(image) for image in images]
+        limit = self.batch_size or max_batch or max(1, len(xs))
+        out: list[np.ndarray] = []
+        start = 0
+        while start < len(xs):
+            end = start + 1
+            while end < len(xs) and end - start < limit and xs[end].shape == xs[start].shape:
+                end += 1
+            x = np.concatenate(xs[start:end], axis=0)
+            if self.batch_size is not None and x.shape[0] < self.batch_size:
+                x = np.concatenate([x, np.repeat(x[-1:], self.batch_size - x.shape[0], axis=0)], axis=0)
+            group = images[start:end]
+            sizes = {image.shape[:2] for image in group}
+            if len(sizes) == 1:  # the label path in one call (the op on the device where the runner has it)
+                out.extend(self.predict_labels(x, sizes.pop())[: len(group)])
+            else:
+                logits = self.infer_for_labels(x)
+                out.extend(to_labels(logits[k], self.output_kind, image.shape[:2], x.shape[-2:], threads=self.threads)[0]
+                           for k, image in enumerate(group))
+            start = end
+        return out
+
     # -- inference -------------------------------------------------------------------------
     def infer(self, batch: np.ndarray) -> np.ndarray:
         return self._timed(self._infer_impl, batch)
@@ -117,7 +172,7 @@ class Runner(ABC):
     def infer_for_labels(self, batch: np.ndarray) -> np.ndarray:
         """What ``infer`` returns, or the logits *before* the model's final bilinear upsample.
 
-        For a caller that only wants labels: ``infer.to_labels`` (``upsample.bilinear_argmax``)
+        For a caller that only wants labels: ``data.transforms.to_labels`` (``upsample.bilinear_argmax``)
         turns either into the same labels, and skipping the upsample saves the largest tensor
         the model writes (19×H×W floats). Backends that cannot stop early return ``infer``'s output.
         """
@@ -126,7 +181,7 @@ class Runner(ABC):
     def predict_labels(self, batch: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
         """N×H×W uint8 train ids at ``size`` (default: the input's), whichever kind of output the artifact has.
 
-        ``infer_for_labels`` then ``infer.to_labels`` (the UpsampleArgmax op on the CPU), or, where
+        ``infer_for_labels`` then ``data.transforms.to_labels`` (the UpsampleArgmax op on the CPU), or, where
         ``labels_on_device``, the op on the GPU (``plugins.upsample_argmax_cuda``): the same labels,
         and only N×H×W bytes copied to the host.
         """
@@ -164,8 +219,6 @@ class Runner(ABC):
         return self._infer_impl(batch)
 
     def _predict_labels_impl(self, batch: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-        from ..infer import to_labels
-
         out = self._infer_for_labels_impl(batch)
         return np.stack([to_labels(o, self.output_kind, size, threads=self.threads)[0] for o in out])
 

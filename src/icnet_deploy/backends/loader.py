@@ -21,10 +21,19 @@ from pathlib import Path
 from ..errors import ArtifactError, BackendUnavailable, IcnetDeployError
 from .base import Runner
 
-__all__ = ["load", "reference_checkpoint", "eager_reference", "CHECKPOINT_SUFFIXES", "EAGER"]
+__all__ = ["load", "reference_checkpoint", "eager_reference", "eager_precision", "CHECKPOINT_SUFFIXES", "EAGER"]
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt")
 EAGER = "eager"  # the engine name meaning "the shipped checkpoint, eager PyTorch"
+
+
+def eager_precision(spec: str) -> str | None:
+    """The precision an engine name asks eager PyTorch for (``eager`` → fp32, ``eager-fp16`` → fp16);
+    None when ``spec`` names an artifact."""
+    spec = str(spec)
+    if spec == EAGER:
+        return "fp32"
+    return spec.split("-", 1)[1] if spec.startswith(EAGER + "-") else None
 
 
 def load(artifact_or_checkpoint: str | Path | None = None, *, device: str = "cpu", provider: str | None = None,
@@ -91,8 +100,8 @@ def _eager_name(precision: str | None) -> str:
 def reference_checkpoint(manifest, checkpoint: str | Path | None = None, artifact: str | Path | None = None) -> Path:
     """The checkpoint an artifact was built from, checked by sha256 (what ``check`` compares against).
 
-    Looks at ``checkpoint`` if given, else the manifest's ``checkpoint_path``, a file of that name
-    beside the artifact, and the shipped checkpoint. Raises ``ArtifactError`` when none has the
+    Looks at ``checkpoint`` if given, else the manifest's ``checkpoint_path`` (relative to the artifact's
+    folder), a file of that name beside the artifact, and the shipped checkpoint. Raises ``ArtifactError`` when none has the
     sha256 the manifest recorded (naming the mismatch), or when the artifact came from random weights.
     """
     from ..hashing import sha256_file
@@ -108,9 +117,11 @@ def reference_checkpoint(manifest, checkpoint: str | Path | None = None, artifac
     else:
         candidates = []
         if manifest.checkpoint_path:
-            candidates.append(Path(manifest.checkpoint_path))
+            from ..manifest import resolve_portable
+
             if artifact is not None:
-                candidates.append(Path(artifact).parent / Path(manifest.checkpoint_path).name)
+                candidates += resolve_portable(manifest.checkpoint_path, artifact)
+            candidates.append(Path(manifest.checkpoint_path))
         shipped = shipped_checkpoint()
         if shipped is not None:
             candidates.append(shipped)

@@ -1,131 +1,20 @@
-"""ONNX Runtime backend (CPU / CUDA / TensorRT execution providers).
+"""ONNX Runtime backend (CPU / CUDA / TensorRT execution providers): the runner for ONNX engines.
 
-For now: the one helper the exporter needs to verify its graph. onnxruntime is imported
-lazily, so the rest of the package works without it.
+Sessions come from ``ort_session.create_session``; onnxruntime is imported lazily, so the rest of
+the package works without it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import ArtifactError, BackendUnavailable
+from ..onnx_graph import coarse_logits_graph
+from ..ort_session import create_session, import_onnxruntime
 from .base import Runner
 
-__all__ = ["create_session", "OnnxRuntimeRunner", "INSTALL_HINT", "resolve_providers", "active_provider",
-           "coarse_logits_graph", "final_resize_source", "refuse_plugin_graph"]
-
-INSTALL_HINT = "pip install icnet-deploy[cpu]  (or icnet-deploy[gpu] for onnxruntime-gpu; never both)"
-
-
-def _import_onnxruntime():
-    try:
-        import onnxruntime
-    except ImportError:
-        raise BackendUnavailable(f"onnxruntime is not installed: {INSTALL_HINT}") from None
-    return onnxruntime
-
-
-def create_session(path: str | Path | bytes, providers: Sequence[str] | None = None, threads: int | None = None,
-                   spinning: bool = True) -> Any:
-    """An ``onnxruntime.InferenceSession`` for a model file (or serialized model bytes).
-
-    ``providers`` defaults to CPU only; ``threads`` sets the intra-op thread count (None:
-    onnxruntime's default, one per physical core). ``spinning=False`` stops the intra-op
-    threads from busy-waiting after each op: what a process that interleaves several sessions
-    needs, because one session's spinning threads otherwise steal the cores from the next.
-
-    On the CPU the memory pattern (one block planned for all of a run's intermediate tensors) is
-    off: the arena then reuses freed blocks, which measured at 1024×2048 (2 threads, shipped
-    checkpoint) took the peak RSS of a run from 1220 to 868–898 MiB (fp32 export) and from 1038 to
-    739 MiB (fixed-rule INT8), 509 → 381–415 and 493 → 314–320 MiB on the label path, at the same
-    speed (interleaved, 11 rounds: 294.3 vs 294.2 ms and 121.9 vs 122.7 ms).
-    """
-    ort = _import_onnxruntime()
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = int(threads)
-        options.inter_op_num_threads = 1
-    if not spinning:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3  # errors only: no provider/optimizer chatter on stderr
-    providers = list(providers) if providers else ["CPUExecutionProvider"]
-    if all((p[0] if isinstance(p, tuple) else p) == "CPUExecutionProvider" for p in providers):
-        options.enable_mem_pattern = False
-    model = path if isinstance(path, bytes) else str(path)
-    try:
-        return ort.InferenceSession(model, sess_options=options, providers=providers)
-    except Exception as exc:  # onnxruntime's pybind errors: keep the first line only
-        what = "model" if isinstance(path, bytes) else str(path)
-        message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ArtifactError(f"{what}: onnxruntime cannot load it: {message}") from None
-
-
-def final_resize_source(proto: Any) -> str | None:
-    """The tensor a graph's final bilinear ``Resize`` of the logits reads (the 1/4-resolution logits); None if it has none.
-
-    The graph ICNet exports ends in ``Resize(logits at 1/4 → H×W, linear, half_pixel)``. Labels
-    graphs (ArgMax at the end) and any graph that does not end in such a Resize give None.
-    """
-    from onnx import helper
-
-    graph = proto.graph
-    if len(graph.output) != 1:
-        return None
-    final = next((n for n in graph.node if graph.output[0].name in n.output), None)
-    if final is None or final.op_type != "Resize":
-        return None
-    attrs = {a.name: helper.get_attribute_value(a) for a in final.attribute}
-    if (attrs.get("mode", b"nearest") != b"linear" or attrs.get("antialias", 0)
-            or attrs.get("coordinate_transformation_mode", b"half_pixel") not in (b"half_pixel", b"pytorch_half_pixel")):
-        return None
-    return final.input[0]
-
-
-def graph_dependencies(nodes: Sequence[Any], tensor: str) -> set[int]:
-    """Indices of the ``nodes`` that ``tensor`` depends on (its producer included), whatever their order."""
-    producers = {o: k for k, n in enumerate(nodes) for o in n.output}
-    needed: set[int] = set()
-    stack = [tensor]
-    while stack:
-        k = producers.get(stack.pop())
-        if k is None or k in needed:
-            continue
-        needed.add(k)
-        stack.extend(i for i in nodes[k].input if i)
-    return needed
-
-
-def coarse_logits_graph(proto: Any) -> Any | None:
-    """A copy of the graph that stops before its final bilinear Resize of the logits; None if it has none.
-
-    Everything before that Resize (``final_resize_source``) is kept and nothing else is touched,
-    so the new output is exactly the tensor the Resize read. ``upsample.bilinear_argmax`` then
-    gives the labels the full graph's argmax would (see ``Runner.infer_for_labels``).
-    """
-    import onnx
-    from onnx import helper
-
-    graph = proto.graph
-    source = final_resize_source(proto)
-    if source is None:
-        return None
-    kept = graph_dependencies(graph.node, source)  # the quantizer does not keep nodes sorted
-    needed = {source} | {i for k in kept for i in graph.node[k].input if i}
-    coarse = onnx.ModelProto()
-    coarse.CopyFrom(proto)
-    del coarse.graph.node[:]
-    coarse.graph.node.extend(graph.node[k] for k in sorted(kept))  # original order
-    inits = [t for t in coarse.graph.initializer if t.name in needed]
-    del coarse.graph.initializer[:]
-    coarse.graph.initializer.extend(inits)
-    old = graph.output[0].type.tensor_type
-    dims = [d.dim_param or d.dim_value for d in old.shape.dim]
-    out_dims = dims[:2] + [None, None] if len(dims) == 4 else None
-    del coarse.graph.output[:]
-    coarse.graph.output.append(helper.make_tensor_value_info(source, old.elem_type, out_dims))
-    return coarse
+__all__ = ["OnnxRuntimeRunner", "resolve_providers", "active_provider", "refuse_plugin_graph"]
 
 
 def refuse_plugin_graph(path: str | Path, manifest: Any) -> None:
@@ -156,7 +45,7 @@ def _runner_providers(device: str, provider: str | None) -> list[Any]:
     A provider onnxruntime does not have here is refused with ``BackendUnavailable`` instead of
     silently falling back to the CPU; ``OnnxRuntimeRunner.describe()`` reports what really runs.
     """
-    ort = _import_onnxruntime()
+    ort = import_onnxruntime()
     wanted = _PROVIDER_ALIASES.get((provider or "").lower(), provider) if provider else (
         "CUDAExecutionProvider" if device.startswith("cuda") else "CPUExecutionProvider")
     available = ort.get_available_providers()

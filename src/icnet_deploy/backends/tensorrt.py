@@ -31,12 +31,16 @@ from .base import Runner
 
 __all__ = [
     "INSTALL_HINT",
+    "TORCH_DTYPE_OF",
     "EngineBuild",
     "TensorRTRunner",
     "build_serialized_engine",
     "check_compatible",
     "gpu_info",
+    "incompatibility",
+    "profile_shapes",
     "require",
+    "torch_dtype",
 ]
 
 INSTALL_HINT = "pip install icnet-deploy[tensorrt] (TensorRT ≥ 10 from NVIDIA's index) on a machine with an NVIDIA GPU"
@@ -79,11 +83,13 @@ class EngineBuild:
     versions: dict = field(default_factory=dict)
 
 
-def _profile_shapes(input_shape: list, hw: tuple[int, int]) -> tuple[tuple, tuple, tuple]:
-    """min/opt/max for a dynamic N×3×H×W input: batch 1..2×N, sizes from 64 to 2× the optimum."""
+def profile_shapes(input_shape: list, hw: tuple[int, int]) -> tuple[tuple, tuple, tuple]:
+    """min/opt/max for a dynamic N×3×H×W input: batch 1..2×N, sizes from the model's minimum to 2× the optimum."""
+    from ..model.config import MIN_SIZE
+
     h, w = hw
     n = input_shape[0] if isinstance(input_shape[0], int) else 1
-    return (1, 3, 64, 64), (n, 3, h, w), (max(2 * n, 2), 3, 2 * h, 2 * w)
+    return (1, 3, MIN_SIZE, MIN_SIZE), (n, 3, h, w), (max(2 * n, 2), 3, 2 * h, 2 * w)
 
 
 def _mark_coarse_output(network: Any, name: str | None) -> str | None:
@@ -149,7 +155,7 @@ def build_serialized_engine(onnx_path: str | Path, *, dynamic: bool = False, sha
         if shape is None:
             raise IcnetDeployError("a dynamic model needs the shape to optimise for")
         input_shape, hw = shape
-        lo, opt, hi = _profile_shapes(input_shape, hw)
+        lo, opt, hi = profile_shapes(input_shape, hw)
         profile = builder.create_optimization_profile()
         profile.set_shape(network.get_input(0).name, lo, opt, hi)
         config.add_optimization_profile(profile)
@@ -174,39 +180,50 @@ def build_serialized_engine(onnx_path: str | Path, *, dynamic: bool = False, sha
 
 
 def check_compatible(path: str | Path, manifest: Any, trt: Any, device: int = 0) -> None:
-    """Refuse an engine built with another TensorRT version or for another GPU architecture, or with
-    other sources of its UpsampleArgmax plugin than this icnet-deploy's (the plugin runs from them)."""
+    """Refuse (``ArtifactError``) an engine that cannot run with this TensorRT on this GPU (``incompatibility``)."""
+    reason = incompatibility(manifest, tensorrt_version=trt.__version__, gpu=gpu_info(device))
+    if reason:
+        raise ArtifactError(f"{path}: {reason}")
+
+
+def incompatibility(manifest: Any, *, tensorrt_version: str, gpu: dict[str, Any]) -> str | None:
+    """Why an engine with this manifest cannot run here, or None: built with another TensorRT version,
+    for another GPU architecture (``gpu`` as ``gpu_info`` gives it), or with other sources of its
+    UpsampleArgmax plugin than this icnet-deploy's (the plugin runs from them)."""
     built_plugin = manifest.details.get("plugin")
     if built_plugin:
         from ..plugins import op_record
 
         here = op_record()
         if (built_plugin.get("version"), built_plugin.get("source_sha256")) != (here["version"], here["source_sha256"]):
-            raise ArtifactError(f"{path}: engine was built with the {here['name']} plugin v{built_plugin.get('version')} "
-                                f"from sources sha256 {str(built_plugin.get('source_sha256'))[:12]}…, this icnet-deploy "
-                                f"has v{here['version']} ({here['source_sha256'][:12]}…); rebuild it with build-engine "
-                                "--backend tensorrt")
+            return (f"engine was built with the {here['name']} plugin v{built_plugin.get('version')} "
+                    f"from sources sha256 {str(built_plugin.get('source_sha256'))[:12]}…, this icnet-deploy "
+                    f"has v{here['version']} ({here['source_sha256'][:12]}…); rebuild it with build-engine "
+                    "--backend tensorrt")
     built_trt = manifest.details.get("tensorrt") or manifest.versions.get("tensorrt")
-    if built_trt and built_trt != trt.__version__:
-        raise ArtifactError(f"{path}: engine was built with TensorRT {built_trt}, this is TensorRT {trt.__version__}; "
-                            "rebuild it here with build-engine --backend tensorrt")
-    here = gpu_info(device)
+    if built_trt and built_trt != tensorrt_version:
+        return (f"engine was built with TensorRT {built_trt}, this is TensorRT {tensorrt_version}; "
+                "rebuild it here with build-engine --backend tensorrt")
     built_cc = manifest.details.get("compute_capability")
-    if built_cc and built_cc != here["compute_capability"]:
-        raise ArtifactError(f"{path}: engine was built for a {manifest.details.get('gpu')} (compute capability {built_cc}), "
-                            f"this GPU is a {here['gpu']} ({here['compute_capability']}); rebuild it on this GPU")
+    if built_cc and built_cc != gpu["compute_capability"]:
+        return (f"engine was built for a {manifest.details.get('gpu')} (compute capability {built_cc}), "
+                f"this GPU is a {gpu['gpu']} ({gpu['compute_capability']}); rebuild it on this GPU")
+    return None
 
 
-def _torch_dtype(trt: Any, dtype: Any) -> Any:
+# TensorRT's DataType member names (tensorrt.DataType.FLOAT, ...) → torch dtype names: the buffers
+# the runner allocates for an engine's tensors.
+TORCH_DTYPE_OF = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT8": "int8", "INT32": "int32",
+                  "INT64": "int64", "BOOL": "bool", "UINT8": "uint8"}
+
+
+def torch_dtype(dtype: Any) -> Any:
+    """The torch dtype of a TensorRT ``DataType`` (or of its member name, e.g. ``"HALF"``)."""
     import torch
 
-    table = {trt.float32: torch.float32, trt.float16: torch.float16, trt.int8: torch.int8, trt.int32: torch.int32,
-             trt.bool: torch.bool, trt.uint8: torch.uint8}
-    for name, tdt in (("int64", torch.int64), ("bfloat16", torch.bfloat16)):
-        if hasattr(trt, name):
-            table[getattr(trt, name)] = tdt
+    name = dtype if isinstance(dtype, str) else getattr(dtype, "name", str(dtype))
     try:
-        return table[dtype]
+        return getattr(torch, TORCH_DTYPE_OF[name])
     except KeyError:
         raise ArtifactError(f"engine tensor type {dtype} has no torch equivalent") from None
 
@@ -290,17 +307,17 @@ class TensorRTRunner(Runner):
         name), or with ``to_host=False`` return it as a CUDA tensor (the engine's stream has finished)."""
         import torch
 
-        trt, engine, context = self._trt, self._engine, self._context
+        engine, context = self._engine, self._context
         name_in = self._inputs[0]
         x = torch.from_numpy(batch).to(f"cuda:{self.device_index}", non_blocking=False)
-        x = x.to(_torch_dtype(trt, engine.get_tensor_dtype(name_in))).contiguous()
+        x = x.to(torch_dtype(engine.get_tensor_dtype(name_in))).contiguous()
         if not context.set_input_shape(name_in, tuple(x.shape)):
             raise IcnetDeployError(f"{self.name}: input shape {tuple(x.shape)} is outside the engine's profile")
         context.set_tensor_address(name_in, x.data_ptr())
         outputs = {}
         for tname in self._outputs:
             shape = tuple(context.get_tensor_shape(tname))
-            out = torch.empty(shape, dtype=_torch_dtype(trt, engine.get_tensor_dtype(tname)), device=x.device)
+            out = torch.empty(shape, dtype=torch_dtype(engine.get_tensor_dtype(tname)), device=x.device)
             context.set_tensor_address(tname, out.data_ptr())
             outputs[tname] = out
         self._stream.wait_stream(torch.cuda.current_stream())  # x was written on the default stream

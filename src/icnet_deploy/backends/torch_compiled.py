@@ -351,9 +351,11 @@ class CompiledTorchRunner(TorchRunner):
                     f"{where}: its manifest names no checkpoint file (built from a model in memory); "
                     "pass checkpoint= or model="
                 )
-            candidates = [Path(recorded)]
-            if self.artifact is not None:  # the engine and its weights copied to another folder together
-                candidates.append(self.artifact.parent / Path(recorded).name)
+            from ..manifest import resolve_portable
+
+            # relative to the engine's folder (also when the engine and its weights moved together)
+            candidates = resolve_portable(recorded, self.artifact) if self.artifact is not None else []
+            candidates.append(Path(recorded))
         for path in candidates:
             if path.is_file():
                 return path

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import DataError
-from .labels import IGNORE_ID, NUM_CLASSES, label_ids_to_train_ids
+from ..labels import IGNORE_ID, NUM_CLASSES, label_ids_to_train_ids
 
 __all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "CityscapesDataset", "list_images", "read_rgb", "read_train_ids"]
 

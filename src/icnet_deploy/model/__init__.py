@@ -1,18 +1,17 @@
 """The ICNet reference model, its configurations, loss and weight files.
 
-The configurations (``config``) need only the standard library; the network (``icnet``) needs
-torch, so it is imported when first used: an ONNX runtime without torch can read model configs.
+The configurations import without torch; the network (``ICNet``) loads torch when it is first named.
 """
 
-from .config import CONFIGS, ICNetConfig, get_config
+from .config import CONFIGS, MIN_SIZE, ICNetConfig, get_config
 
-__all__ = ["CONFIGS", "ICNetConfig", "get_config", "ICNet", "CascadeOutputs", "branch_sizes"]
+__all__ = ["CONFIGS", "MIN_SIZE", "ICNetConfig", "get_config", "ICNet", "CascadeOutputs", "branch_sizes"]
 
-_TORCH_NAMES = {"ICNet", "CascadeOutputs", "branch_sizes"}
+_NETWORK = ("ICNet", "CascadeOutputs", "branch_sizes")
 
 
 def __getattr__(name: str):
-    if name in _TORCH_NAMES:
+    if name in _NETWORK:
         from . import icnet
 
         return getattr(icnet, name)

@@ -13,7 +13,10 @@ from dataclasses import asdict, dataclass, field, replace
 
 from ..errors import ModelError
 
-__all__ = ["ICNetConfig", "CONFIGS", "get_config", "DEFAULT_MEAN", "DEFAULT_STD"]
+__all__ = ["ICNetConfig", "CONFIGS", "get_config", "DEFAULT_MEAN", "DEFAULT_STD", "MIN_SIZE"]
+
+# the smallest height and width an input may have (every engine and export refuses smaller)
+MIN_SIZE = 64
 
 # RGB mean/std in 0..255 units (ImageNet statistics, as mmsegmentation uses them). The
 # Caffe original subtracted BGR means without dividing; we train from scratch, so we keep

@@ -33,8 +33,6 @@ from .config import ICNetConfig
 
 __all__ = ["ICNet", "CascadeOutputs", "upsample_logits", "PyramidPoolingSum", "CascadeFeatureFusion", "adaptive_pool_matrix", "branch_sizes"]
 
-MIN_SIZE = 64
-
 
 class CascadeOutputs(NamedTuple):
     """Training-mode outputs: logits at 1/16, 1/8 and 1/4 of the input (cascade label guidance)."""

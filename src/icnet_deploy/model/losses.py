@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..data.labels import IGNORE_ID
+from ..labels import IGNORE_ID
 from .icnet import CascadeOutputs
 
 __all__ = ["CASCADE_WEIGHTS", "downsample_labels", "cascade_label_guidance_loss"]

@@ -7,7 +7,8 @@ from dataclasses import asdict
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .icnet import MIN_SIZE, ICNet, branch_sizes
+from .config import MIN_SIZE
+from .icnet import ICNet, branch_sizes
 
 __all__ = ["model_summary", "count_flops"]
 

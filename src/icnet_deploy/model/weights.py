@@ -36,6 +36,8 @@ __all__ = [
 SHIPPED_CHECKPOINT_NAME = "icnet_r50_half_synthetic.safetensors"
 _CONFIG_KEY = "icnet_deploy.config"
 _PROVENANCE_KEY = "icnet_deploy.provenance"
+# provenance keys whose values are file or folder paths (train's config, averaged or adjusted sources)
+_PATH_KEYS = frozenset({"path", "data", "out", "init", "decode_cache"})
 
 
 def _project_root() -> Path:
@@ -64,16 +66,50 @@ class CheckpointInfo(dict):
 
 
 def save_checkpoint(model: ICNet, path: str | Path, provenance: dict[str, Any] | None = None, half: bool = False) -> None:
-    """Write ``model``'s weights (fp32, or fp16 storage with ``half``) atomically."""
+    """Write ``model``'s weights (fp32, or fp16 storage with ``half``) atomically.
+
+    Paths in ``provenance`` are written as their last component only (see ``portable_provenance``).
+    """
     state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu() for k, v in model.state_dict().items()}
     _write_state(state, model.config, provenance or {}, path)
 
 
-def _write_state(state: dict[str, torch.Tensor], config: ICNetConfig, provenance: dict[str, Any], path: str | Path) -> None:
-    """The one writer of weight files: tensors, config and provenance in the metadata, atomically."""
+def portable_provenance(provenance: Any, key: str | None = None) -> Any:
+    """``provenance`` with every path reduced to its file (or folder) name: what a weight file records.
+
+    Why: a checkpoint travels; the directories of the machine that made it say nothing to the next
+    one (and read as paths that exist there). Names and sha256 identify the inputs. A path is the
+    value of a path key (``path``, ``data``, ``out``, ``init``, ``decode_cache``) or any absolute path.
+    """
+    if isinstance(provenance, dict):
+        return {k: portable_provenance(v, k) for k, v in provenance.items()}
+    if isinstance(provenance, (list, tuple)):
+        return [portable_provenance(v) for v in provenance]
+    if isinstance(provenance, str) and (key in _PATH_KEYS or _is_absolute(provenance)):
+        return _last_component(provenance)
+    return provenance
+
+
+def _last_component(text: str) -> str:
+    """File or folder name of a POSIX or Windows path (``/a/b/c.safetensors`` → ``c.safetensors``)."""
+    return text.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or text
+
+
+def _is_absolute(text: str) -> bool:
+    return os.path.isabs(text) or text.startswith("~") or (len(text) > 2 and text[1] == ":" and text[2] in "/\\")
+
+
+def _write_state(state: dict[str, torch.Tensor], config: ICNetConfig, provenance: dict[str, Any],
+                 path: str | Path) -> dict[str, Any]:
+    """The one writer of weight files: tensors, config and provenance in the metadata, atomically.
+
+    Returns the provenance as written (paths reduced to names).
+    """
+    provenance = portable_provenance(provenance)
     metadata = {_CONFIG_KEY: config.to_json(), _PROVENANCE_KEY: json.dumps(provenance, sort_keys=True)}
     with atomic_path(path) as tmp:
         save_file({k: v.contiguous() for k, v in state.items()}, str(tmp), metadata=metadata)
+    return provenance
 
 
 def _read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -177,7 +213,7 @@ def load_model(
 
 def average_checkpoints(paths: list[str | Path], out: str | Path) -> dict[str, Any]:
     """Average checkpoints of one config — weights and BatchNorm statistics, equal shares — into
-    ``out`` (atomically); returns the provenance written into it (the inputs and their sha256).
+    ``out`` (atomically); returns the provenance written into it (the inputs' names and sha256).
 
     Why: the end states of two training runs from a shared start sit in one basin, and their
     average can beat both (a "model soup"); the shipped checkpoint is one (``models/README.md``).
@@ -200,9 +236,8 @@ def average_checkpoints(paths: list[str | Path], out: str | Path) -> dict[str, A
             averaged[key] = total / len(loaded)
         else:
             averaged[key] = tensor
-    provenance = {"averaged_from": [{"path": str(p), "sha256": info["sha256"]} for p, (_, info) in zip(paths, loaded)]}
-    _write_state(averaged, first_info.config, provenance, out)
-    return provenance
+    provenance = {"averaged_from": [{"path": Path(p).name, "sha256": info["sha256"]} for p, (_, info) in zip(paths, loaded)]}
+    return _write_state(averaged, first_info.config, provenance, out)
 
 
 def adjust_logits(path: str | Path, out: str | Path, class_weights: list[float] | None = None,
@@ -244,6 +279,5 @@ def adjust_logits(path: str | Path, out: str | Path, class_weights: list[float] 
     state["classifier.bias"] = (bias.float() - tau * torch.log(weights)).to(bias.dtype)
     provenance["logit_adjustment"] = {"tau": tau, "class_weights": [float(w) for w in weights],
                                       "class_weights_from": source,
-                                      "source": {"path": str(path), "sha256": info["sha256"]}}
-    _write_state(state, info.config, provenance, out)
-    return provenance
+                                      "source": {"path": Path(path).name, "sha256": info["sha256"]}}
+    return _write_state(state, info.config, provenance, out)

@@ -290,7 +290,7 @@ def _palette(result: dict) -> tuple[list[list[int]], list[str]]:
     manifest = (result.get("engine") or {}).get("manifest") or {}
     if manifest.get("palette") and manifest.get("class_names"):
         return manifest["palette"], manifest["class_names"]
-    from ..data.labels import CLASS_NAMES, NUM_CLASSES, PALETTE
+    from ..labels import CLASS_NAMES, NUM_CLASSES, PALETTE
 
     return PALETTE[:NUM_CLASSES].tolist(), list(CLASS_NAMES)
 

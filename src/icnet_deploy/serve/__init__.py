@@ -8,7 +8,7 @@
   Python models, an ensemble) for a full Triton Inference Server.
 * ``ray`` — ``infer_images_ray``: ``infer``'s folder inference, distributed with Ray Data.
 
-Pre- and post-processing are ``infer``'s own functions (``infer.label_images``), so a served or
+Pre- and post-processing are ``infer``'s own functions (``Runner.label_images``), so a served or
 distributed result is byte-identical to ``infer``'s. Each module imports its framework (PyTriton,
 tritonclient, Ray) only when called.
 """

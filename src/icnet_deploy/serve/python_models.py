@@ -2,7 +2,7 @@
 
 ``export_repository`` writes, for each, a ``model.py`` of one import line
 (``from icnet_deploy.serve.python_models import PreprocessModel as TritonPythonModel``), so the
-server runs the toolkit's own functions — ``infer.prepare`` and ``infer.to_labels`` — and an
+server runs the toolkit's own functions — ``Runner.prepare`` and ``data.transforms.to_labels`` — and an
 ensemble of image → preprocess → engine → postprocess gives ``infer``'s labels. Triton's Python
 backend environment needs ``pip install icnet-deploy`` (no torch: numpy, Pillow and the engine's
 manifest are all these models read).
@@ -31,7 +31,7 @@ MANIFEST_NAME = "engine.json"
 
 
 class EngineContract(Runner):
-    """An engine's shape contract read from its manifest, for ``prepare``/``to_labels``: nothing runs here."""
+    """An engine's shape contract read from its manifest, for ``prepare`` and ``to_labels``: nothing runs here."""
 
     backend = "contract"
 
@@ -52,12 +52,10 @@ class EngineContract(Runner):
 def preprocess_request(contract: EngineContract, image: np.ndarray, batched: bool) -> tuple[np.ndarray, np.ndarray]:
     """uint8 images ([N,H,W,3], or one [H,W,3] when not ``batched``) → (engine input float32 N×3×h×w,
     image sizes int32 [N,2] or [2])."""
-    from ..infer import prepare
-
     images = image if batched else image[None]
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise IcnetDeployError(f"image must be uint8 H×W×3 RGB, got {images.dtype} {list(image.shape)}")
-    x = np.concatenate([prepare(contract, np.ascontiguousarray(im)) for im in images], axis=0)
+    x = np.concatenate([contract.prepare(np.ascontiguousarray(im)) for im in images], axis=0)
     sizes = np.array([im.shape[:2] for im in images], dtype=np.int32)
     return x, (sizes if batched else sizes[0])
 
@@ -65,7 +63,7 @@ def preprocess_request(contract: EngineContract, image: np.ndarray, batched: boo
 def postprocess_request(contract: EngineContract, output: np.ndarray, image_size: np.ndarray,
                         batched: bool) -> np.ndarray:
     """The engine's output for a request → uint8 labels at each image's size ([N,H,W], or [H,W])."""
-    from ..infer import to_labels
+    from ..data.transforms import to_labels
 
     sizes = np.asarray(image_size).reshape(-1, 2)  # the engine output is batch-first either way
     labels = [to_labels(o, contract.output_kind, (int(h), int(w)))[0] for o, (h, w) in zip(output, sizes)]

@@ -4,7 +4,7 @@ The driver plans the run exactly as ``infer_images`` does (``infer.plan_outputs`
 output names and refusals before any image is read), then streams the file list through
 ``map_batches`` on a pool of ``LabelWorker`` actors, each holding one activated Runner. A worker
 reads its images by path (``read_rgb``: the ``max_pixels`` check from the header, EXIF, 16-bit...),
-labels them by ``infer.label_images`` and encodes the four outputs (``infer.encode_outputs``); the
+labels them by ``Runner.label_images`` and encodes the four outputs (``infer.encode_outputs``); the
 driver writes each image's files together (``infer.write_encoded``). So every file is byte-identical
 to the single-process ``infer``'s, a file that cannot be read is named in ``failures`` while the
 rest go on, and the caller (the CLI) exits 2 when there are failures.
@@ -48,7 +48,8 @@ class LabelWorker:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         from ..data.folders import read_rgb
-        from ..infer import encode_outputs, engine_input_size, failure_message, label_images, resize_method
+        from ..data.transforms import resize_method
+        from ..infer import encode_outputs, failure_message
 
         n = len(batch["index"])
         out: dict[str, list] = {"index": [int(i) for i in batch["index"]], "error": [""] * n, "stage": [""] * n,
@@ -67,12 +68,12 @@ class LabelWorker:
         if not good:
             return out
         t = time.perf_counter()
-        labels = label_images(self.runner, [images[k] for k in good], max_batch=self.max_batch)
+        labels = self.runner.label_images([images[k] for k in good], max_batch=self.max_batch)
         engine_share = (time.perf_counter() - t) / len(good)
         for k, label_map in zip(good, labels):
             t = time.perf_counter()
             size = images[k].shape[:2]
-            ran_at = engine_input_size(self.runner, *size)
+            ran_at = self.runner.input_size_for(*size)
             out["method"][k] = resize_method(self.runner.output_kind, ran_at, size)
             out["ran_at"][k] = f"{ran_at[0]}x{ran_at[1]}"
             try:

@@ -4,9 +4,9 @@ Inference Server (``tritonserver --model-repository model_repository/``).
 Four models, a client sends an image to the ensemble and gets labels::
 
     icnet/                 ensemble: image (uint8 H×W×3) → labels (uint8 H×W train ids)
-    icnet_preprocess/      Python backend: infer.prepare (resize to the engine's input, normalise)
+    icnet_preprocess/      Python backend: Runner.prepare (resize to the engine's input, normalise)
     icnet_engine/          onnxruntime_onnx (model.onnx) or tensorrt_plan (model.plan); labels.txt
-    icnet_postprocess/     Python backend: infer.to_labels (exact labels at the image's size)
+    icnet_postprocess/     Python backend: data.transforms.to_labels (exact labels at the image's size)
 
 The ONNX model written is the engine up to its logits *before* the final ×4 upsample (as
 ``Runner.infer_for_labels`` runs it) and the postprocess computes the labels of that upsample at

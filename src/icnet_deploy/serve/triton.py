@@ -7,7 +7,7 @@ health and readiness) and hands each batch of requests to a Python callable in t
 * input ``image``: uint8 H×W×3 RGB, any size, batched (``[N, H, W, 3]``; a request may carry
   several images of one size, and the dynamic batcher joins requests of one size);
 * output ``labels``: uint8 train ids at the input's size (``[N, H, W]``), made by ``infer``'s own
-  path (``infer.label_images``), so they are byte-identical to ``icnet-deploy infer``'s;
+  path (``Runner.label_images``), so they are byte-identical to ``icnet-deploy infer``'s;
 * output ``logits`` (``logits=True``): the engine's float32 output at the size it ran at
   (``[N, C, h, w]``), computed only for requests that ask for it.
 
@@ -99,21 +99,19 @@ class LabelModel:
         self.max_pixels, self.min_side = max_pixels, min_side
 
     def __call__(self, requests: Sequence[Any]) -> list[dict[str, np.ndarray]]:
-        from ..infer import label_images, prepare
-
         try:
             batches = [self._images(k, request) for k, request in enumerate(requests)]
         except DataError as exc:
             _LOG.warning("refused: %s", exc)
             raise
-        labels = label_images(self.runner, [im for batch in batches for im in batch], max_batch=self.max_batch)
+        labels = self.runner.label_images([im for batch in batches for im in batch], max_batch=self.max_batch)
         responses, start = [], 0
         for request, batch in zip(requests, batches):
             response = {LABELS: np.stack(labels[start:start + len(batch)])}
             start += len(batch)
             wanted = getattr(request, "requested_output_names", None)
             if self.logits and (wanted is None or LOGITS in wanted):
-                response[LOGITS] = np.stack([self.runner.infer(prepare(self.runner, im))[0] for im in batch])
+                response[LOGITS] = np.stack([self.runner.infer(self.runner.prepare(im))[0] for im in batch])
             responses.append(response)
         return responses
 

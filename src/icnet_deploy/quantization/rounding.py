@@ -30,13 +30,14 @@ trial graphs), skipping convs whose weight scales differ.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .errors import ArtifactError
+from ..errors import ArtifactError
+from ..progress import StageProgress
 
 __all__ = ["DAMPING", "MAX_POSITIONS", "WEIGHT_ROUNDING_IMAGES", "ConvRounding", "QuantizedConv", "WeightRounding",
            "apply_rounding", "node_attributes", "quantized_convs", "round_weights", "write_bias_steps"]
@@ -52,7 +53,6 @@ MAX_POSITIONS = 16384
 DAMPING = 0.01
 BLOCK = 128  # columns rounded per lazy batch update (the paper's block size)
 
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -196,7 +196,7 @@ def _graph_up_to(model: Any, tensor: str) -> Any:
     output, and the tail of ICNet (fusion, classifier, the full-size Resize) is its costliest part."""
     from onnx import TensorProto, helper
 
-    from .backends.onnxruntime import graph_dependencies
+    from ..onnx_graph import graph_dependencies
 
     graph = model.graph
     needed = graph_dependencies(graph.node, tensor)
@@ -254,7 +254,7 @@ def _relative_error(w: Any, steps: Any, bias: Any, scale: Any, h: Any) -> float:
 
 
 def round_weights(qdq: Any, fp32: Any, batches: Iterable[np.ndarray], *, threads: int | None = None,
-                  seed: int = 0, progress: Progress | None = None) -> tuple[Any, WeightRounding]:
+                  seed: int = 0, progress: StageProgress | None = None) -> tuple[Any, WeightRounding]:
     """A copy of the QDQ ModelProto ``qdq`` with every quantized conv's int8 weights (and bias)
     GPTQ-rounded, and the rounding (to apply to other graphs with ``apply_rounding``).
 
@@ -265,7 +265,7 @@ def round_weights(qdq: Any, fp32: Any, batches: Iterable[np.ndarray], *, threads
     import torch
     from onnx import numpy_helper
 
-    from .backends.onnxruntime import create_session
+    from ..ort_session import create_session
 
     started = time.perf_counter()
     say = progress or (lambda _s, _d, _t: None)

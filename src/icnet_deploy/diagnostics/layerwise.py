@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ArtifactError, IcnetDeployError
+from ..errors import ArtifactError, IcnetDeployError
 
 __all__ = ["compare_layers", "find_reference", "LayerwiseReport", "DEFAULT_TOLERANCE", "DQ_SUFFIX"]
 
@@ -68,16 +68,16 @@ def find_reference(engine: str | Path, manifest: Any) -> Path:
     """The fp32 ONNX an engine was built from: its manifest's ``parent_sha256`` matched against
     the paths its details name and the ``.onnx`` files beside it (by their sidecar's sha256, else
     by hashing). Raises ``ArtifactError`` when none is found (pass ``reference=``)."""
-    from .hashing import sha256_file
-    from .manifest import manifest_path
+    from ..hashing import sha256_file
+    from ..manifest import manifest_path, resolve_portable
 
     engine = Path(engine)
     want = manifest.parent_sha256
     if not want:
         raise ArtifactError(f"{engine}: its manifest names no parent (fp32) model: pass --reference REF.onnx")
     details = manifest.details or {}
-    candidates = [Path(str(details[k])) for k in ("parent_path", "source", "source_onnx", "parent", "onnx")
-                  if isinstance(details.get(k), str)]
+    candidates = [p for k in ("parent_path", "source", "source_onnx", "parent", "onnx") if isinstance(details.get(k), str)
+                  for p in [*resolve_portable(details[k], engine), Path(details[k])]]
     folders = [engine.parent, engine.parent.parent]
     candidates += [p for folder in folders if folder.is_dir() for p in sorted(folder.glob("*.onnx"))]
     for path in dict.fromkeys(candidates):
@@ -142,7 +142,7 @@ def _run_marked(proto: Any, names: Sequence[str], feed: dict[str, np.ndarray], t
     """Values of ``names`` (any node outputs) from one run of ``proto``."""
     import onnx
 
-    from .backends.onnxruntime import create_session
+    from ..ort_session import create_session
 
     marked = onnx.ModelProto()
     marked.CopyFrom(proto)

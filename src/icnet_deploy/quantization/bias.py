@@ -21,13 +21,14 @@ Nothing else in the graph changes, so its speed does not.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .errors import ArtifactError
+from ..errors import ArtifactError
+from ..progress import StageProgress
 
 __all__ = ["BIAS_CORRECTION_IMAGES", "BiasCorrection", "ConvShift", "correct_biases"]
 
@@ -35,7 +36,6 @@ __all__ = ["BIAS_CORRECTION_IMAGES", "BiasCorrection", "ConvShift", "correct_bia
 # images gave the same photo agreement (97.98% / 98.01%); 8 take 2–4 s at 1024×2048 on 2 cores.
 BIAS_CORRECTION_IMAGES = 8
 
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -70,7 +70,7 @@ def _opset(proto: Any) -> int:
 
 
 def correct_biases(qdq: Any, fp32: Any, batches: Iterable[np.ndarray], *, threads: int | None = None,
-                   progress: Progress | None = None) -> tuple[Any, BiasCorrection]:
+                   progress: StageProgress | None = None) -> tuple[Any, BiasCorrection]:
     """A copy of the QDQ ModelProto ``qdq`` with every quantized conv's bias corrected.
 
     ``fp32`` is the (pre-processed) fp32 ModelProto ``qdq`` was quantized from: its Conv nodes
@@ -80,7 +80,7 @@ def correct_biases(qdq: Any, fp32: Any, batches: Iterable[np.ndarray], *, thread
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from .backends.onnxruntime import create_session
+    from ..ort_session import create_session
 
     started = time.perf_counter()
     say = progress or (lambda _s, _d, _t: None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from icnet_deploy.data.labels import (
+from icnet_deploy.labels import (
     CLASSES, CLASS_NAMES, IGNORE_ID, NUM_CLASSES, PALETTE, colorize, label_ids_to_train_ids, train_ids_to_label_ids,
 )
 

@@ -1,8 +1,7 @@
 """Where an INT8 engine's disagreement comes from: weight rounding, range clipping, activation rounding.
 
-Each cause has its own cure — weight rounding: GPTQ (``weight_rounding.py``); activations clipped
-at their calibrated range: learned ranges (``range_learning.py``, on by default), wider ranges
-(``--tail-cap``, percentile, calibration images);
+Each cause has its own cure — weight rounding: GPTQ (``quantization.rounding``); activations clipped
+at their calibrated range: wider ranges (``--tail-cap``, percentile, calibration images);
 activation rounding: fp32 layers or more bits — so knowing the split tells a user which knob can
 help before they turn any. ``check --int8-breakdown`` measures it on the engine's own graph: from
 its QDQ graph we make two more, and all three run in ONNX Runtime (CPU) against the fp32 parent
@@ -31,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ArtifactError
+from ..errors import ArtifactError
 
 __all__ = ["STEPS", "Int8Breakdown", "activation_pairs", "without_activation_quantization"]
 
@@ -125,7 +124,7 @@ class Int8Breakdown:
     ``engine`` and of its two unquantized-activation variants (module docstring), per image set."""
 
     def __init__(self, engine: str | Path, reference: str | Path, *, threads: int | None = None) -> None:
-        from .backends.onnxruntime import create_session
+        from ..ort_session import create_session
 
         self.engine, self.reference = str(engine), str(reference)
         self._started = time.perf_counter()
@@ -147,7 +146,7 @@ class Int8Breakdown:
 
     def add(self, set_name: str, x: np.ndarray) -> None:
         """One preprocessed N×3×H×W float32 input of the image set ``set_name``."""
-        from .upsample import argmax_classes
+        from ..upsample import argmax_classes
 
         labels = {}
         for key, session in self._sessions.items():
