@@ -23,8 +23,8 @@ from rich.markup import escape
 from typer.exceptions import TyperException
 
 from ..errors import IcnetDeployError, ParityError
-from ..progress import set_level
 from ..fileio import refuse_overwriting
+from ..progress import set_level
 
 
 def _console() -> Console:

@@ -13,10 +13,10 @@ from rich.table import Table
 from ..errors import IcnetDeployError, ParityError
 from ..fileio import refuse_overwriting
 from ..manifest import manifest_path
-from ..progress import stages, status as progress_status
-
+from ..progress import stages
+from ..progress import status as progress_status
 from ..quantization.int8 import DEFAULT_TARGET_AGREEMENT
-from .app import (ConsoleWarnings, app, cli_errors, console, emit_json, parse_size)
+from .app import ConsoleWarnings, app, cli_errors, console, emit_json, parse_size
 
 
 def _parity_table(parity: dict, title: str) -> Table:

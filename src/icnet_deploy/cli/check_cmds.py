@@ -9,13 +9,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..check import HELDOUT_COUNT
 from ..errors import ParityError
 from ..manifest import manifest_path
 from ..progress import status as progress_status
-
-from ..check import HELDOUT_COUNT
-from .app import (ConsoleWarnings, app, cli_errors, console, emit_json, parse_size,
-                  require_report_path)
+from .app import ConsoleWarnings, app, cli_errors, console, emit_json, parse_size, require_report_path
 
 
 @app.command("check")
@@ -61,7 +59,8 @@ def check_cmd(
 
     A page to look at: `icnet-deploy check --engine build/icnet_int8.onnx --html reports/parity.html`
     """
-    from ..check import check as run_check, write_junit
+    from ..check import check as run_check
+    from ..check import write_junit
 
     for report_path in (junit, html):
         require_report_path(report_path, [engine, manifest_path(engine), checkpoint])

@@ -12,8 +12,7 @@ from rich.table import Table
 
 from ..errors import DataError, IcnetDeployError
 from ..progress import Progress
-
-from .app import (ConsoleWarnings, app, cli_errors, console, emit_json, load_model_quietly, parse_scale_range, parse_size)
+from .app import ConsoleWarnings, app, cli_errors, console, emit_json, load_model_quietly, parse_scale_range, parse_size
 
 
 @app.command()
@@ -133,7 +132,8 @@ def train(
 
     Example: `icnet-deploy train --data data/synth --out models/mine.safetensors --iters 6000 --resume`
     """
-    from ..train import TrainConfig, train as run_training
+    from ..train import TrainConfig
+    from ..train import train as run_training
 
     cfg = TrainConfig(
         data=str(data), out=str(out), config=config, iters=iters, batch=batch, crop=parse_size(crop),
@@ -229,8 +229,8 @@ def evaluate(
     """
     from ..backends.loader import load
     from ..data.folders import CityscapesDataset
-    from ..labels import CLASS_NAMES
     from ..evaluate import evaluate_predictions
+    from ..labels import CLASS_NAMES
 
     if engine is not None and checkpoint is not None:
         raise IcnetDeployError("give --engine or --checkpoint, not both (an engine's manifest names its checkpoint)")

@@ -9,12 +9,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..errors import IcnetDeployError
-from ..progress import Progress, status as progress_status
-
 from ..data.folders import DEFAULT_MAX_PIXELS
-from .app import (ConsoleWarnings, app, cli_errors, console, emit_json, parse_size,
-                  require_report_path)
+from ..errors import IcnetDeployError
+from ..progress import Progress
+from ..progress import status as progress_status
+from .app import ConsoleWarnings, app, cli_errors, console, emit_json, parse_size, require_report_path
 
 
 def _engine_label(desc: dict) -> str:

@@ -55,8 +55,8 @@ def _find_label(labels_dir: Path, rel: Path) -> tuple[Path, bool] | None:
 
 def folder(images_dir: Path, labels_dir: Path | None = None) -> list[Sample]:
     """Every image under ``images_dir`` (recursively), with its label from ``labels_dir`` when given."""
-    from .folders import _read_ids, list_images, read_rgb, read_train_ids
     from ..labels import label_ids_to_train_ids
+    from .folders import _read_ids, list_images, read_rgb, read_train_ids
 
     out = []
     for path in list_images(images_dir):

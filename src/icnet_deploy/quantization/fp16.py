@@ -13,7 +13,6 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
-
 from ..onnx_graph import block_of, load_proto
 
 __all__ = ["FP16_KEEP_BLOCKS", "FP16_KEEP_OPS", "convert_fp16", "default_fp16_fp32_nodes"]
