@@ -194,30 +194,46 @@ def _check_output_folder(source: str | Path, root: Path, out: Path, allow_inside
     return inside
 
 
-def _write_outputs(image: np.ndarray, labels: np.ndarray, names: dict[str, Path]) -> None:
-    """Encode all outputs of one image to temporary files, then rename them together (all or nothing),
-    and remove the image's stale outputs (``_stale``)."""
+def encode_outputs(image: np.ndarray, labels: np.ndarray, overlay: bool = True) -> dict[str, bytes]:
+    """One image's output files as bytes, by ``SUFFIXES`` key (the overlay only with ``overlay``)."""
+    import io
+
     from PIL import Image
 
     from .labels import colorize, train_ids_to_label_ids
     from .data.transforms import overlay as blend
 
-    encoded = {
+    pictures = {
         "train_ids": (Image.fromarray(labels), {"format": "PNG", "compress_level": 1}),
         "label_ids": (Image.fromarray(train_ids_to_label_ids(labels)), {"format": "PNG", "compress_level": 1}),
         "color": (Image.fromarray(colorize(labels)), {"format": "PNG", "compress_level": 1}),
     }
-    if "overlay" in names:
-        encoded["overlay"] = (Image.fromarray(blend(image, labels, OVERLAY_ALPHA)), {"format": "JPEG", "quality": JPEG_QUALITY})
+    if overlay:
+        pictures["overlay"] = (Image.fromarray(blend(image, labels, OVERLAY_ALPHA)), {"format": "JPEG", "quality": JPEG_QUALITY})
+    encoded = {}
+    for key, (picture, kwargs) in pictures.items():
+        buffer = io.BytesIO()
+        picture.save(buffer, **kwargs)
+        encoded[key] = buffer.getvalue()
+    return encoded
+
+
+def _write_outputs(image: np.ndarray, labels: np.ndarray, names: dict[str, Path]) -> None:
+    write_encoded(encode_outputs(image, labels, overlay="overlay" in names), names)
+
+
+def write_encoded(encoded: dict[str, bytes], names: dict[str, Path]) -> None:
+    """Write one image's encoded outputs to temporary files, then rename them together (all or
+    nothing), and remove the image's stale outputs (``_stale``)."""
     temps: dict[str, Path] = {}
     done: list[Path] = []
     try:
-        for key, (img, kwargs) in encoded.items():
+        for key, data in encoded.items():
             target = names[key]
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
             temps[key] = tmp
-            img.save(tmp, **kwargs)
+            tmp.write_bytes(data)
         for key, tmp in temps.items():
             os.replace(tmp, names[key])
             done.append(names[key])
@@ -289,23 +305,11 @@ def infer_images(
     Raises ``IcnetDeployError``, before any image is read, for a bad source, an output folder that
     cannot be written, or an output file that would overwrite an input.
     """
-    from .data.folders import DEFAULT_MAX_PIXELS
-    from .fileio import require_writable_dir
-
     if batch < 1:
         raise IcnetDeployError(f"batch must be at least 1, got {batch}")
     output = Path(output)
-    src_path = Path(source)
-    root = src_path.parent if src_path.is_file() else (src_path if src_path.is_dir() else _glob_root(str(source)))
-    inside = _check_output_folder(source, root, output, allow_inside)
-    root, files = collect_inputs(source, exclude=output if inside else None)
-    names = output_paths(root, files, output, overlay)
-    _refuse_inputs_as_outputs(files, names)
-    require_writable_dir(output)
-    if max_pixels is None:
-        max_pixels = DEFAULT_MAX_PIXELS
-    elif max_pixels < 1:
-        raise IcnetDeployError(f"max_pixels must be at least 1, got {max_pixels}")
+    files, names, max_pixels = plan_outputs(source, output, overlay=overlay, allow_inside=allow_inside,
+                                            max_pixels=max_pixels)
     cpus = os.cpu_count() or 2
     readers = readers or min(4, cpus)
     writers = writers or min(4, cpus)
@@ -322,8 +326,40 @@ def infer_images(
     finally:
         if owns:
             runner.deactivate()
-    report.renamed = [{"path": str(f), "stem": _stem(n)} for f, n in zip(files, names) if _stem(n) != f.stem]
+    report.renamed = renamed_inputs(files, names)
     return report
+
+
+def failure_message(exc: BaseException) -> str:
+    """How a file's failure is reported: our own and OS errors by their message, others with their type."""
+    return str(exc) if isinstance(exc, (IcnetDeployError, OSError)) else f"{type(exc).__name__}: {exc}"
+
+
+def renamed_inputs(files: Sequence[Path], names: Sequence[dict[str, Path]]) -> list[dict]:
+    """[{"path", "stem"}] of the inputs whose outputs got a disambiguated stem (``output_paths``)."""
+    return [{"path": str(f), "stem": _stem(n)} for f, n in zip(files, names) if _stem(n) != f.stem]
+
+
+def plan_outputs(source: str | Path, output: Path, *, overlay: bool = True, allow_inside: bool = False,
+                 max_pixels: int | None = None) -> tuple[list[Path], list[dict[str, Path]], int]:
+    """(input files, their output names, max_pixels) for a run, after every check made before any
+    image is read: the source, an output folder inside it, outputs that would overwrite inputs, an
+    output folder that cannot be written, ``max_pixels`` (None: ``DEFAULT_MAX_PIXELS``)."""
+    from .data.folders import DEFAULT_MAX_PIXELS
+    from .fileio import require_writable_dir
+
+    src_path = Path(source)
+    root = src_path.parent if src_path.is_file() else (src_path if src_path.is_dir() else _glob_root(str(source)))
+    inside = _check_output_folder(source, root, output, allow_inside)
+    root, files = collect_inputs(source, exclude=output if inside else None)
+    names = output_paths(root, files, output, overlay)
+    _refuse_inputs_as_outputs(files, names)
+    require_writable_dir(output)
+    if max_pixels is None:
+        max_pixels = DEFAULT_MAX_PIXELS
+    elif max_pixels < 1:
+        raise IcnetDeployError(f"max_pixels must be at least 1, got {max_pixels}")
+    return files, names, max_pixels
 
 
 def _run(runner: Runner, source, output: Path, files: list[Path], names: list[dict], batch: int, readers: int,
@@ -371,8 +407,7 @@ def _run(runner: Runner, source, output: Path, files: list[Path], names: list[di
     max_pending_writes = 2 * writers + batch
 
     def note(i: int, exc: BaseException, stage: str) -> None:
-        message = str(exc) if isinstance(exc, (IcnetDeployError, OSError)) else f"{type(exc).__name__}: {exc}"
-        failures.append({"path": str(files[i]), "error": message, "stage": stage})
+        failures.append({"path": str(files[i]), "error": failure_message(exc), "stage": stage})
 
     def finish_write(i: int, future: Future) -> None:
         nonlocal written

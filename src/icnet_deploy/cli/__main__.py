@@ -1,4 +1,4 @@
-"""``python -m icnet_deploy.cli``: the same as the ``icnet-deploy`` command."""
+"""``python -m icnet_deploy.cli``: the ``icnet-deploy`` command (what tests run in a subprocess)."""
 
 from . import main
 
