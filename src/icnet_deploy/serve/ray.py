@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import IcnetDeployError
-from ..infer import SUFFIXES, InferReport, Progress
+from ..data.outputs import SUFFIXES, InferReport, Progress
 
 __all__ = ["infer_images_ray", "LabelWorker"]
 
@@ -49,7 +49,7 @@ class LabelWorker:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         from ..data.folders import read_rgb
         from ..data.transforms import resize_method
-        from ..infer import encode_outputs, failure_message
+        from ..data.outputs import encode_outputs, failure_message
 
         n = len(batch["index"])
         out: dict[str, list] = {"index": [int(i) for i in batch["index"]], "error": [""] * n, "stage": [""] * n,
@@ -113,7 +113,7 @@ def infer_images_ray(
     any image is read for the refusals of ``infer_images``.
     """
     from ..backends.loader import load
-    from ..infer import failure_message, plan_outputs, renamed_inputs, write_encoded
+    from ..data.outputs import failure_message, plan_outputs, renamed_inputs, write_encoded
     from ..optional import require
 
     if batch < 1 or (actors is not None and actors < 1) or (threads is not None and threads < 1):
