@@ -111,3 +111,23 @@ def shipped_set_scores(tmp_path_factory):
         return done[seed]
 
     return scores
+
+
+@pytest.fixture(scope="session")
+def shipped_onnx_small(tmp_path_factory) -> Path:
+    """The shipped checkpoint exported at 1×3×128×256 (fp32 logits): real labels, small and fast."""
+    from icnet_deploy.export import export
+
+    path = tmp_path_factory.mktemp("shipped_onnx") / "icnet_shipped_128x256.onnx"
+    export(None, path, height=128, width=256, verify_images=2)
+    return path
+
+
+@pytest.fixture(scope="session")
+def shipped_int8_small(shipped_onnx_small, calib_dir, tmp_path_factory) -> Path:
+    """A quick INT8 engine of ``shipped_onnx_small`` (the defaults, but nearest rounding)."""
+    from icnet_deploy.build import build_engine
+
+    path = tmp_path_factory.mktemp("shipped_int8") / "icnet_shipped_128x256_int8.onnx"
+    build_engine(shipped_onnx_small, path, precision="int8", calib=calib_dir, weight_rounding="nearest", threads=1)
+    return path

@@ -43,6 +43,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from icnet_deploy.cli import app
+from icnet_deploy.cli.app import prepare_argv
 from icnet_deploy.manifest import read_manifest
 from icnet_deploy.model.weights import SHIPPED_CHECKPOINT_NAME, shipped_checkpoint
 
@@ -77,6 +78,10 @@ def _option(argv: list[str], *names: str) -> str | None:
 
 def _needs(argv: list[str]) -> str | None:
     """Why this command cannot run here, or None."""
+    if argv[0] == "serve":
+        return "a server runs until it is stopped: tests/test_serving.py starts it (in a venv with the serve extra) and stops it"
+    if _option(argv, "--ray") not in (None, "local"):
+        return f"needs a running Ray cluster at {_option(argv, '--ray')}"
     if _option(argv, "--backend") == "tensorrt":
         try:
             import tensorrt  # noqa: F401
@@ -207,7 +212,7 @@ def test_readme_command(workspace, saved, monkeypatch, line, argv):
         pytest.skip(f"README line {line}: models/{SHIPPED_CHECKPOINT_NAME} is not in this checkout")
     command = _fast(line, argv, saved)
     monkeypatch.chdir(workspace)
-    result = CliRunner().invoke(app, command)
+    result = CliRunner().invoke(app, prepare_argv(command))  # as main() hands a shell's command line to typer
     allowed = (0, 1) if command[0] in GATES or (command[0] == "bench" and "--parity" in command) else (0,)
     assert result.exit_code in allowed, f"README line {line}: icnet-deploy {shlex.join(command)}\n{result.output}"
     _check_outputs(command, workspace, result.stdout)

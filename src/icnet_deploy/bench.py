@@ -116,15 +116,17 @@ def _peak_rss_mib() -> float:
 def _probe(spec: str, size: tuple[int, int], batch: int, device: str, provider: str | None, threads: int | None,
            warmup: int, iters: int, checkpoint: str | None, like: str | None = None) -> dict[str, Any]:
     """Run in a fresh process: the peak memory of loading and running one engine."""
-    import torch
-
-    try:  # imported for the baseline whichever engine runs, so baselines are comparable
+    try:  # both imported for the baseline whichever engine runs, so baselines are comparable
+        import torch
+    except ImportError:  # an ONNX runtime without torch: engines only
+        torch = None
+    try:
         import onnxruntime  # noqa: F401
     except ImportError:
         pass
     from .backends.loader import eager_precision, eager_reference, load
 
-    cuda = device.startswith("cuda") and torch.cuda.is_available()
+    cuda = torch is not None and device.startswith("cuda") and torch.cuda.is_available()
     if cuda:
         torch.cuda.init()
         free_before = torch.cuda.mem_get_info()[0]
@@ -203,19 +205,7 @@ def _batch_for(runner: Runner, image: np.ndarray, batch: int) -> np.ndarray:
 
 
 def _end_to_end(runner: Runner, images: list[np.ndarray]) -> None:
-    from .data.transforms import to_labels
-
-    n = runner.batch_size or len(images)
-    x = np.concatenate([runner.prepare(im) for im in images], axis=0)
-    if x.shape[0] < n:
-        x = np.concatenate([x, np.repeat(x[-1:], n - x.shape[0], axis=0)], axis=0)
-    sizes = {im.shape[:2] for im in images}
-    if len(sizes) == 1:  # the label path in one call (the op on the device where the runner has it)
-        runner.predict_labels(x, sizes.pop())
-        return
-    out = runner.infer_for_labels(x)
-    for k, im in enumerate(images):
-        to_labels(out[k], runner.output_kind, im.shape[:2], x.shape[-2:], threads=runner.threads)
+    runner.label_images(images)
 
 
 @dataclass
@@ -279,9 +269,11 @@ def bench(
     memory: bool = True,
     end_to_end: bool = True,
     baseline: str | Path | None = None,
+    eager: bool | None = None,
     progress: Progress | None = None,
 ) -> BenchReport:
-    """Benchmark ``engines`` next to the eager baseline (always measured, listed first).
+    """Benchmark ``engines`` next to the eager baseline (measured and listed first, unless ``eager``
+    is False; None: when torch is installed, so an ONNX runtime without torch benches its engines alone).
 
     ``engines``: artifact paths (or ``"eager-fp16"`` on CUDA). ``size``: the H×W of the images
     (default: see the module docstring). ``batch``: images per call (engines with a static batch
@@ -292,12 +284,18 @@ def bench(
     (slower: one process start and model load per engine). ``baseline``: one of ``engines`` (or
     ``"eager"``) that every engine is also compared with, in ``vs_baseline``.
     """
+    import importlib.util
+
     from .backends.loader import EAGER, eager_precision, eager_reference, load
 
     if iters < 1 or warmup < 0 or batch < 1:
         raise IcnetDeployError(f"need iters ≥ 1, warmup ≥ 0, batch ≥ 1 (got {iters}, {warmup}, {batch})")
+    if eager is None:
+        eager = importlib.util.find_spec("torch") is not None
     specs = [str(e) for e in engines if str(e) != EAGER]
-    baseline_index = _baseline_index(baseline, specs)  # before any engine loads: a typo fails fast
+    if not eager and not specs:
+        raise IcnetDeployError("nothing to bench: give at least one engine (the eager baseline is off)")
+    baseline_index = _baseline_index(baseline, specs, eager)  # before any engine loads: a typo fails fast
     runners: list[Runner] = []
     for spec in specs:
         if eager_precision(spec) is not None:
@@ -306,10 +304,10 @@ def bench(
             runners.append(load(spec, device=device, provider=provider, threads=threads))
     first_manifest = next((r.manifest for r in runners if r.manifest is not None), None)
     first_artifact = next((s for s, r in zip(specs, runners) if r.manifest is not None), None)
-    eager = eager_reference(first_manifest, checkpoint, first_artifact, strict=False, device=device, threads=threads,
-                            name=EAGER)
-    runners.insert(0, eager)
-    specs.insert(0, EAGER)
+    if eager:
+        runners.insert(0, eager_reference(first_manifest, checkpoint, first_artifact, strict=False, device=device,
+                                          threads=threads, name=EAGER))
+        specs.insert(0, EAGER)
     # engines are named by their file (two fp32 ONNX files would otherwise both be "onnx-fp32")
     names = _unique_names([s if s.startswith(EAGER) else Path(s).name for s in specs])
     size = tuple(size) if size else _default_size(runners)  # type: ignore[assignment]
@@ -372,10 +370,13 @@ def bench(
         for k, (res, spec) in enumerate(zip(results, specs)):
             if progress:
                 progress("memory", k, len(results))
+            is_eager = spec == EAGER
             res["memory"] = measure_memory(spec, size=size, batch=batch, device=device, provider=provider, threads=threads,
-                                           checkpoint=checkpoint if k == 0 else None, like=first_artifact if k == 0 else None)
+                                           checkpoint=checkpoint if is_eager else None,
+                                           like=first_artifact if is_eager else None)
     for res in results:
-        res["vs_eager"] = _ratios(results[0], res, modes)
+        if eager:
+            res["vs_eager"] = _ratios(results[0], res, modes)
         if baseline_index is not None:
             res["vs_baseline"] = _ratios(results[baseline_index], res, modes)
     return BenchReport(
@@ -398,18 +399,20 @@ def bench(
     )
 
 
-def _baseline_index(baseline: str | Path | None, specs: Sequence[str]) -> int | None:
-    """Where ``baseline`` sits among the results (eager first, then ``specs``), or None."""
+def _baseline_index(baseline: str | Path | None, specs: Sequence[str], eager: bool = True) -> int | None:
+    """Where ``baseline`` sits among the results (eager first when benched, then ``specs``), or None."""
     from .backends.loader import EAGER
 
     if baseline is None:
         return None
     if str(baseline) == EAGER:
+        if not eager:
+            raise IcnetDeployError("baseline eager: the eager baseline is not benched in this run (no torch here, or turned off)")
         return 0
     wanted = Path(baseline).resolve()
     for k, spec in enumerate(specs):
         if not spec.startswith(EAGER) and Path(spec).resolve() == wanted:
-            return k + 1
+            return k + int(eager)
     raise IcnetDeployError(f"baseline {baseline}: not one of the engines benched (give it with --engine too, or use eager)")
 
 

@@ -166,7 +166,7 @@ def check(
     diverging tensor against the fp32 ``reference`` ONNX (default: the engine's parent, see
     ``layerwise.find_reference``). ``int8_breakdown``: also split an INT8 engine's disagreement with
     that reference into weight rounding, range clipping and activation rounding, on the same images
-    (``int8_breakdown.py``). ``observe``: called after each image with its arrays
+    (``diagnostics.int8_breakdown``). ``observe``: called after each image with its arrays
     (``report.WorstImages`` keeps the worst few for an HTML report). Raises ``IcnetDeployError``
     for bad arguments, files or a checkpoint mismatch; parity failures are in the report.
     """

@@ -221,57 +221,55 @@ def _entry(set_name: str, metric: str, value: float, threshold: float, passed: b
             "message": message}
 
 
+def _at_least(name: str, metric: str, value: float, need: float, what: str, tail: str = "") -> dict:
+    """A check that ``value`` (a percentage) is at least ``need``."""
+    ok = value >= need
+    return _entry(name, metric, value, need, ok, f"{name}: {what} {value:.4f}% {'≥' if ok else '<'} {need}%{tail}")
+
+
+def _at_most(name: str, metric: str, value: float, limit: float, what: str, shown: str, tail: str = "") -> dict:
+    """A check that ``value`` (shown as ``shown``) is at most ``limit``."""
+    ok = value <= limit
+    return _entry(name, metric, value, limit, ok, f"{name}: {what} {shown} {'≤' if ok else '>'} {limit}{tail}")
+
+
 def gate(sets: list[dict], th: Thresholds) -> list[dict]:
     """Every check of ``th`` on every set record (``SetStats.result()``): a list of
     ``{"set", "metric", "value", "threshold", "passed", "message"}``."""
     out = []
     for s in sets:
         name, labelled = s["set"], bool(s.get("labelled"))
-        v, worst = s["agreement_pct"], s["worst_image"]
+        worst = s["worst_image"]
         detail = f" (worst image {worst['image']}: {worst['agreement_pct']:.4f}%)" if worst else ""
-        need = th.agreement_for(labelled)
         kind = "" if th.min_agreement_unlabelled is None else (" (labelled set)" if labelled else " (unlabelled set)")
-        out.append(_entry(name, "pixel_agreement", v, need, v >= need,
-                          f"{name}: pixel agreement {v:.4f}% {'≥' if v >= need else '<'} {need}%{kind}{detail}"))
+        out.append(_at_least(name, "pixel_agreement", s["agreement_pct"], th.agreement_for(labelled), "pixel agreement",
+                             kind + detail))
+        within = f"within δ={th.delta:g} logit"
         if th.min_within_delta is not None:
-            w = s["agreement_within_delta_pct"]
-            ok = w >= th.min_within_delta
-            out.append(_entry(name, "agreement_within_delta", w, th.min_within_delta, ok,
-                              f"{name}: agreement within δ={th.delta:g} logit {w:.4f}% {'≥' if ok else '<'} "
-                              f"{th.min_within_delta}%"))
+            out.append(_at_least(name, "agreement_within_delta", s["agreement_within_delta_pct"], th.min_within_delta,
+                                 f"agreement {within}"))
         if th.min_within_delta_worst is not None and s.get("worst_image_within_delta"):
             wi = s["worst_image_within_delta"]
-            w = wi["agreement_within_delta_pct"]
-            ok = w >= th.min_within_delta_worst
-            out.append(_entry(name, "worst_image_within_delta", w, th.min_within_delta_worst, ok,
-                              f"{name}: worst image within δ={th.delta:g} logit {w:.4f}% {'≥' if ok else '<'} "
-                              f"{th.min_within_delta_worst}% ({wi['image']})"))
+            out.append(_at_least(name, "worst_image_within_delta", wi["agreement_within_delta_pct"],
+                                 th.min_within_delta_worst, f"worst image {within}", f" ({wi['image']})"))
         gt = s.get("ground_truth")
         if th.max_miou_drop is not None and gt:
             d = gt["miou_drop"]
-            ok = d <= th.max_miou_drop
-            out.append(_entry(name, "miou_drop", d, th.max_miou_drop, ok,
-                              f"{name}: mIoU drop {d:.3f} points {'≤' if ok else '>'} {th.max_miou_drop} "
-                              f"(reference {gt['reference_miou']:.2f}%, engine {gt['engine_miou']:.2f}%)"))
+            out.append(_at_most(name, "miou_drop", d, th.max_miou_drop, "mIoU drop", f"{d:.3f} points",
+                                f" (reference {gt['reference_miou']:.2f}%, engine {gt['engine_miou']:.2f}%)"))
         if th.max_class_iou_drop is not None and gt:
             d = gt["max_class_iou_drop"]
-            ok = d <= th.max_class_iou_drop
-            out.append(_entry(name, "class_iou_drop", d, th.max_class_iou_drop, ok,
-                              f"{name}: largest class IoU drop {d:.3f} points {'≤' if ok else '>'} "
-                              f"{th.max_class_iou_drop} ({gt['worst_class'] or 'no class'})"))
+            out.append(_at_most(name, "class_iou_drop", d, th.max_class_iou_drop, "largest class IoU drop",
+                                f"{d:.3f} points", f" ({gt['worst_class'] or 'no class'})"))
         if "label_path" in s:
             lp = s["label_path"]
-            ok = lp["agreement_pct"] >= LABEL_PATH_MIN_AGREEMENT
-            out.append(_entry(name, "label_path_agreement", lp["agreement_pct"], LABEL_PATH_MIN_AGREEMENT, ok,
-                              f"{name}: labels of infer's path (output {'×'.join(map(str, lp['output_shape']))}"
-                              f"{', ' + lp['implementation'] if lp.get('implementation') else ''}) "
-                              f"agree with the full output's {lp['agreement_pct']:.4f}% "
-                              f"{'≥' if ok else '<'} {LABEL_PATH_MIN_AGREEMENT}% ({lp['image']})"))
+            how = f", {lp['implementation']}" if lp.get("implementation") else ""
+            out.append(_at_least(name, "label_path_agreement", lp["agreement_pct"], LABEL_PATH_MIN_AGREEMENT,
+                                 f"labels of infer's path (output {'×'.join(map(str, lp['output_shape']))}{how}) "
+                                 "agree with the full output's", f" ({lp['image']})"))
         if th.max_logit_error is not None and "max_abs_logit_error" in s:
             e = s["max_abs_logit_error"]
-            ok = e <= th.max_logit_error
-            out.append(_entry(name, "max_logit_error", e, th.max_logit_error, ok,
-                              f"{name}: max |Δlogit| {e:.3g} {'≤' if ok else '>'} {th.max_logit_error}"))
+            out.append(_at_most(name, "max_logit_error", e, th.max_logit_error, "max |Δlogit|", f"{e:.3g}"))
     return out
 
 

@@ -238,8 +238,10 @@ def portable_path(target: str | Path, artifact: str | Path) -> str:
 
 def resolve_portable(recorded: str, artifact: str | Path) -> list[Path]:
     """Where a ``portable_path`` may point: relative to the artifact's folder, then beside the artifact."""
+    import os
+
     here = Path(artifact).parent
-    return list(dict.fromkeys([here / recorded, here / Path(recorded).name]))
+    return list(dict.fromkeys([Path(os.path.normpath(here / recorded)), here / Path(recorded).name]))
 
 
 def embed_manifest(proto: Any, manifest: Manifest) -> None:

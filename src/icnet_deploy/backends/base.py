@@ -133,12 +133,36 @@ class Runner(ABC):
 
     def predict(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Train-id labels (uint8, each at its image's size) for a few images — the simple, unthreaded path."""
-        out = []
-        for image in images:
-            x = self.prepare(image)
-            if self.batch_size and self.batch_size > 1:
-                x = np.repeat(x, self.batch_size, axis=0)
-            out.append(self.predict_labels(x, image.shape[:2])[0])
+        return self.label_images(images, max_batch=1)
+
+    def label_images(self, images: Sequence[np.ndarray], *, max_batch: int | None = None) -> list[np.ndarray]:
+        """uint8 H×W×3 RGB images → uint8 train ids, each at its image's size, by the path ``infer``
+        takes (``prepare``, the engine up to the logits before its final upsample, the exact labels
+        of that upsample): the same labels, byte for byte, whoever calls it (bench, a server, a Ray worker).
+
+        Consecutive images that the engine runs at one size share an engine call, up to ``max_batch``
+        (default: all of them) or the engine's static batch (a short last call is padded).
+        """
+        xs = [self.prepare(image) for image in images]
+        limit = self.batch_size or max_batch or max(1, len(xs))
+        out: list[np.ndarray] = []
+        start = 0
+        while start < len(xs):
+            end = start + 1
+            while end < len(xs) and end - start < limit and xs[end].shape == xs[start].shape:
+                end += 1
+            x = np.concatenate(xs[start:end], axis=0)
+            if self.batch_size is not None and x.shape[0] < self.batch_size:
+                x = np.concatenate([x, np.repeat(x[-1:], self.batch_size - x.shape[0], axis=0)], axis=0)
+            group = images[start:end]
+            sizes = {image.shape[:2] for image in group}
+            if len(sizes) == 1:  # the label path in one call (the op on the device where the runner has it)
+                out.extend(self.predict_labels(x, sizes.pop())[: len(group)])
+            else:
+                logits = self.infer_for_labels(x)
+                out.extend(to_labels(logits[k], self.output_kind, image.shape[:2], x.shape[-2:], threads=self.threads)[0]
+                           for k, image in enumerate(group))
+            start = end
         return out
 
     # -- inference -------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """TensorRT backend: engine builder and runner on the TensorRT 10/11 API (imported lazily).
 
 One builder path for 10.x and 11.x: the ONNX graph already carries its precision (fp16 tensors,
-or QuantizeLinear/DequantizeLinear for int8 — see ``quantize.py``), so the network is created
+or QuantizeLinear/DequantizeLinear for int8 — see ``quantization``), so the network is created
 **strongly typed** (``NetworkDefinitionCreationFlag.STRONGLY_TYPED``) and no FP16/INT8 builder
 flag or calibrator is used (TensorRT 10 deprecated both, 11 removed them). The builder gets a
 workspace limit (``set_memory_pool_limit``), an on-disk timing cache (loaded if present, saved

@@ -109,6 +109,13 @@ def cli_errors(func: Callable) -> Callable:
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort):
             raise
+        except ModuleNotFoundError as exc:  # an optional framework (torch, ray, ...) this command needs
+            from ..optional import EXTRAS, missing_extra_message
+
+            if not exc.name or exc.name.split(".")[0] not in EXTRAS:
+                _fail(2, "error", exc, as_json, unexpected=True)
+            _fail(2, "error", IcnetDeployError(missing_extra_message(exc.name, f"`{func.__name__.removesuffix('_cmd')}`")),
+                  as_json)
         except TyperException as exc:  # e.g. typer.BadParameter from a command's own parsing: typer prints it
             if as_json and not _session["json_emitted"]:
                 emit_json({"error": _one_line(exc.format_message()), "exit_code": exc.exit_code})
@@ -192,5 +199,25 @@ def _hoist_global_flags(argv: list[str]) -> list[str]:
     return flags + [a for a in argv[:end] if a not in GLOBAL_FLAGS] + argv[end:]
 
 
+# options whose value may be left out (typer has no optional-value options): the value they then take
+OPTIONAL_VALUES = {"--ray": "local"}
+
+
+def _fill_optional_values(argv: list[str]) -> list[str]:
+    """``infer x --ray`` (at the end, or before another option) means ``infer x --ray=local``."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    out = []
+    for k, arg in enumerate(argv[:end]):
+        if arg in OPTIONAL_VALUES and (k + 1 >= end or argv[k + 1].startswith("-")):
+            arg = f"{arg}={OPTIONAL_VALUES[arg]}"
+        out.append(arg)
+    return out + argv[end:]
+
+
+def prepare_argv(argv: list[str]) -> list[str]:
+    """What ``main`` hands typer for a command line: global flags first, optional values filled in."""
+    return _fill_optional_values(_hoist_global_flags(argv))
+
+
 def main() -> None:
-    app(args=_hoist_global_flags(sys.argv[1:]))
+    app(args=prepare_argv(sys.argv[1:]))

@@ -52,7 +52,9 @@ def infer_cmd(
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", min=1, help="Skip (and name) images whose header declares more pixels than this, without decoding them."),
     device: str = typer.Option("cpu", help="cpu or cuda[:N]."),
     provider: Optional[str] = typer.Option(None, help="ONNX Runtime provider: cpu, cuda or tensorrt (default: by --device)."),
-    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads of the engine (default: the framework's)."),
+    threads: Optional[int] = typer.Option(None, min=1, help="CPU threads of the engine (default: the framework's; with --ray: 1 per worker)."),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="[ADDRESS]", help="Distribute over a Ray cluster (the [ray] extra): `--ray` alone starts a local one; `--ray ADDRESS` joins one (auto, host:6379, ray://host:10001). Put it after the folder."),
+    ray_workers: Optional[int] = typer.Option(None, "--ray-workers", min=1, help="With --ray: engine workers (default: the cluster's CPUs / --threads)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
 ) -> None:
     """Segment images: NAME_labelTrainIds.png, NAME_labelIds.png, NAME_color.png, NAME_overlay.jpg per input.
@@ -62,17 +64,20 @@ def infer_cmd(
     output names get their suffix (b_jpg_…, b_png_…) and, if still taken, _2, _3, …; with
     --no-overlay an older NAME_overlay.jpg of the same input is removed.
 
-    Example: `icnet-deploy infer photos/ --engine build/icnet_int8.onnx -o out/`
+    With --ray the same files come from a pool of Ray workers (byte-identical to a run without it).
+
+    Example: `icnet-deploy infer photos/ --engine build/icnet_int8.onnx -o out/` (on Ray: `... -o out/ --ray`)
     """
     from ..backends.loader import load
     from ..infer import infer_images
 
     if engine == "auto":
         engine = _auto_engine(engines_dir, device, provider, threads)
-    if engine is not None and engine.startswith("eager-"):  # auto may pick eager fp16 on CUDA
-        runner = load(None, device=device, precision=engine.split("-", 1)[1], threads=threads, name=engine)
-    else:
-        runner = load(engine, device=device, provider=provider, threads=threads)
+    if ray is None:
+        if engine is not None and engine.startswith("eager-"):  # auto may pick eager fp16 on CUDA
+            runner = load(None, device=device, precision=engine.split("-", 1)[1], threads=threads, name=engine)
+        else:
+            runner = load(engine, device=device, provider=provider, threads=threads)
     with ConsoleWarnings(), Progress(console, "infer") as bar:
         task = bar.add_task("images")
 
@@ -80,8 +85,17 @@ def infer_cmd(
             task.update(done, total=total,
                         status=f"{info['images_per_s']:.1f} img/s" + (f" · {info['failed']} failed" if info["failed"] else ""))
 
-        report = infer_images(runner, source, output, batch=batch, overlay=overlay, allow_inside=allow_inside,
-                              max_pixels=max_pixels, progress=update)
+        if ray is None:
+            report = infer_images(runner, source, output, batch=batch, overlay=overlay, allow_inside=allow_inside,
+                                  max_pixels=max_pixels, progress=update)
+        else:
+            from ..serve.ray import infer_images_ray
+
+            task.update(0, status="starting Ray" if ray == "local" else f"joining Ray at {ray}")
+            report = infer_images_ray(engine, source, output, address=None if ray == "local" else ray,
+                                      actors=ray_workers, threads=threads, batch=batch, overlay=overlay,
+                                      allow_inside=allow_inside, max_pixels=max_pixels, device=device, provider=provider,
+                                      progress=update)
     for failure in report.failures:
         console.print(f"[red]skipped:[/] {escape(failure['error'])}", highlight=False, soft_wrap=True)
     if report.renamed:
@@ -91,6 +105,10 @@ def infer_cmd(
     result = report.to_dict()
     table = Table(title=f"infer · {report.written} of {report.total} images → {output}", show_header=False)
     table.add_row("engine", f"{report.engine.get('name')} ({_engine_label(report.engine)}, {report.engine.get('precision')})")
+    if "ray" in report.engine:
+        r = report.engine["ray"]
+        table.add_row("ray", f"{r['workers']} worker(s) × {r['threads_per_worker']} thread(s) on {r['address']} "
+                             f"({r['cluster_cpus']} CPUs)")
     table.add_row("engine input", ", ".join(f"{h}×{w}" for h, w in report.engine_sizes) or "—")
     table.add_row("map back", ", ".join(f"{k}: {v}" for k, v in sorted(report.resize.items())) or "—")
     table.add_row("throughput", f"{result['images_per_s']:.2f} images/s ({report.wall_s:.2f} s wall)")
@@ -129,6 +147,7 @@ def bench_cmd(
     end_to_end: bool = typer.Option(True, "--e2e/--no-e2e", help="Also time pre/post-processing (end to end)."),
     parity: bool = typer.Option(False, "--parity", help="Also run `check` on each engine and add its verdict."),
     baseline: Optional[str] = typer.Option(None, "--baseline", "-b", help="Also give every engine's speed-up and memory against this one (one of the --engine files, or eager), from the same interleaved rounds."),
+    eager: Optional[bool] = typer.Option(None, "--eager/--no-eager", help="Bench eager PyTorch too (default: when torch is installed; without it, the engines alone)."),
     html: Optional[Path] = typer.Option(None, "--html", help="Also write a self-contained HTML report here: latency distributions, speed-up and memory bars, the machine (needs the [report] extra)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
 ) -> None:
@@ -150,7 +169,7 @@ def bench_cmd(
         report = run_bench(
             engine, size=parse_size(size) if size else None, batch=batch, iters=iters, warmup=warmup, device=device,
             provider=provider, threads=threads, checkpoint=checkpoint, memory=memory, end_to_end=end_to_end,
-            baseline=baseline, progress=lambda phase, done, total: task.update(done, total=total, status=phase),
+            baseline=baseline, eager=eager, progress=lambda phase, done, total: task.update(done, total=total, status=phase),
         )
         result = report.to_dict()
         if parity:
@@ -182,6 +201,8 @@ def _mem_ratio(vs: dict) -> str:
 
 def _speedup_text(vs: dict, e2e: bool, is_base: bool) -> str:
     """p50 ratio (compute / end-to-end), with the interquartile range of the per-round ratios."""
+    if not vs:  # no eager baseline in this run
+        return "—"
     text = f"{vs.get('compute_speedup', 0):.2f}×" + (f" / {vs['end_to_end_speedup']:.2f}×" if e2e else "")
     paired = vs.get("compute_speedup_paired")
     if paired and not is_base:
