@@ -26,7 +26,7 @@ import torch
 
 from ..errors import ModelError
 from ..model.config import ICNetConfig, get_config
-from .api import ConversionError, check_against
+from .problems import ConversionError, check_against
 
 __all__ = ["caffe_state", "CAFFE_CONVS", "IMAGE_CONVS", "read_caffemodel"]
 
