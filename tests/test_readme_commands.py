@@ -80,6 +80,8 @@ def _needs(argv: list[str]) -> str | None:
     """Why this command cannot run here, or None."""
     if argv[0] == "serve":
         return "a server runs until it is stopped: tests/test_serving.py starts it (in a venv with the serve extra) and stops it"
+    if argv[0] == "serve-bench":
+        return "measures a running server: tests/test_serving.py runs it against the server it starts"
     if _option(argv, "--ray") not in (None, "local"):
         return f"needs a running Ray cluster at {_option(argv, '--ray')}"
     if _option(argv, "--backend") == "tensorrt":
