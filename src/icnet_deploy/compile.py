@@ -31,10 +31,11 @@ from .backends.torch_compiled import (
     write_engine_file,
 )
 from .errors import ArtifactError, BackendUnavailable, IcnetDeployError, ModelError, ParityError
-from .model.config import MIN_SIZE
 from .fileio import atomic_path, refuse_overwriting
-from .manifest import Manifest, manifest_path, portable_path, write_manifest
+from .labels import class_names_and_palette
 from .machine import library_versions
+from .manifest import Manifest, manifest_path, portable_path, write_manifest
+from .model.config import MIN_SIZE
 
 __all__ = [
     "compile_engine",
@@ -52,16 +53,6 @@ DEFAULT_ENGINE_NAME = "icnet_compiled.torch"
 Progress = Callable[[str], None]
 
 
-def _palette(num_classes: int) -> tuple[list[str], list[list[int]]]:
-    from .labels import CLASS_NAMES, PALETTE
-
-    names = list(CLASS_NAMES[:num_classes]) + [f"class_{i}" for i in range(len(CLASS_NAMES), num_classes)]
-    colours = [[int(v) for v in PALETTE[i]] for i in range(min(num_classes, len(CLASS_NAMES)))]
-    rng = np.random.default_rng(num_classes)  # same rule as the ONNX export for extra classes
-    colours += [[int(v) for v in rng.integers(0, 256, 3)] for _ in range(len(colours), num_classes)]
-    return names, colours
-
-
 def engine_manifest(model: Any, *, precision: str, mode: str, batch: int, height: int, width: int,
                     device: str, output: str | Path) -> Manifest:
     """The manifest of a compiled engine for ``model`` on ``device``.
@@ -69,7 +60,7 @@ def engine_manifest(model: Any, *, precision: str, mode: str, batch: int, height
     ``model``: an ICNet whose ``checkpoint_info`` names its weights (path, sha256).
     """
     info = getattr(model, "checkpoint_info", None) or {}
-    names, palette = _palette(model.config.num_classes)
+    names, palette = class_names_and_palette(model.config.num_classes)
     ident = device_identity(device)
     return Manifest(
         format="torch",
@@ -175,8 +166,8 @@ def _parity(runner: Any, reference: Any, batches: list[np.ndarray], min_agreemen
 
 def _verification_batches(count: int, batch: int, height: int, width: int, mean: Sequence[float],
                           std: Sequence[float]) -> list[np.ndarray]:
-    from .data.transforms import preprocess
     from .data.samples import verification_images
+    from .data.transforms import preprocess
 
     xs = [preprocess(im, mean, std) for _, _, im in verification_images(count, height, width)]
     groups = [xs[i:i + batch] for i in range(0, len(xs), batch)]

@@ -62,10 +62,11 @@ import numpy as np
 
 from .data.samples import verification_images
 from .errors import IcnetDeployError, ModelError, ParityError
-from .model.config import MIN_SIZE
 from .fileio import atomic_path, refuse_overwriting
-from .manifest import ONNX_METADATA_KEY, Manifest, embed_manifest, manifest_path, portable_path, write_manifest
+from .labels import class_names_and_palette
 from .machine import library_versions
+from .manifest import ONNX_METADATA_KEY, Manifest, embed_manifest, manifest_path, portable_path, write_manifest
+from .model.config import MIN_SIZE
 
 __all__ = [
     "export",
@@ -368,16 +369,6 @@ def _with_plugin(proto: Any) -> tuple[Any, dict]:
     return labelled, record
 
 
-def _palette(num_classes: int) -> tuple[list[str], list[list[int]]]:
-    from .labels import CLASS_NAMES, PALETTE
-
-    names = list(CLASS_NAMES[:num_classes]) + [f"class_{i}" for i in range(len(CLASS_NAMES), num_classes)]
-    colours = [[int(v) for v in PALETTE[i]] for i in range(min(num_classes, len(CLASS_NAMES)))]
-    rng = np.random.default_rng(num_classes)
-    colours += [[int(v) for v in rng.integers(0, 256, 3)] for _ in range(len(colours), num_classes)]
-    return names, colours
-
-
 def _embed(proto: Any, manifest: Manifest) -> None:
     embed_manifest(proto, manifest)
     proto.doc_string = f"ICNet ({manifest.model_config.get('name')}), exported by icnet-deploy: see metadata {ONNX_METADATA_KEY}"
@@ -544,7 +535,7 @@ def export(
         import onnxslim
 
         info = getattr(model, "checkpoint_info", None) or {}
-        names, palette = _palette(num_classes)
+        names, palette = class_names_and_palette(num_classes)
         size_rule = {"min": MIN_SIZE, "multiple_of": 1, "dynamic": bool(opts.dynamic)}
         if not opts.dynamic:
             size_rule.update(height=opts.height, width=opts.width)

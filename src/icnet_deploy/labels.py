@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
+    "class_names_and_palette",
     "IGNORE_ID",
     "NUM_CLASSES",
     "CityscapesClass",
@@ -89,3 +90,14 @@ def label_ids_to_train_ids(label_ids: np.ndarray) -> np.ndarray:
 def colorize(train_ids: np.ndarray) -> np.ndarray:
     """H×W train ids -> H×W×3 uint8 RGB in the Cityscapes palette (ignore = black)."""
     return PALETTE[_as_uint8_ids(train_ids, "train ids")]
+
+
+def class_names_and_palette(num_classes: int) -> tuple[list[str], list[list[int]]]:
+    """The class names and RGB colours an artifact's manifest records for a model with ``num_classes``
+    outputs: Cityscapes' for the first 19, ``class_N`` and a colour drawn from a seeded generator for
+    any beyond (the same for every artifact of that class count)."""
+    names = list(CLASS_NAMES[:num_classes]) + [f"class_{i}" for i in range(len(CLASS_NAMES), num_classes)]
+    colours = [[int(v) for v in PALETTE[i]] for i in range(min(num_classes, len(CLASS_NAMES)))]
+    rng = np.random.default_rng(num_classes)
+    colours += [[int(v) for v in rng.integers(0, 256, 3)] for _ in range(len(colours), num_classes)]
+    return names, colours
