@@ -54,16 +54,17 @@ class BuildOptions:
     precision: str = "int8"
     backend: str = "onnxruntime"
     target: str | None = None  # int8: "cpu" (onnxruntime default) or "tensorrt" (tensorrt default)
-    calib: str | Path | None = None
-    calib_method: str = "percentile"
-    calib_cache: str | Path | None = None
-    calib_limit: int | None = None
-    percentile: float | None = None
-    tail_cap: float | None = None
-    target_agreement: float | None = None
-    fp32_layers: tuple[str, ...] | None = None
-    weight_rounding: str = "gptq"
-    bias_correction: bool | None = None
+    # the INT8 recipe: Int8Options' fields, with its defaults
+    calib: str | Path | None = Int8Options.calib
+    calib_method: str = Int8Options.calib_method
+    calib_cache: str | Path | None = Int8Options.calib_cache
+    calib_limit: int | None = Int8Options.calib_limit
+    percentile: float | None = Int8Options.percentile
+    tail_cap: float | None = Int8Options.tail_cap
+    target_agreement: float | None = Int8Options.target_agreement
+    fp32_layers: tuple[str, ...] | None = Int8Options.fp32_layers
+    weight_rounding: str = Int8Options.weight_rounding
+    bias_correction: bool | None = Int8Options.bias_correction
     search_images: int = Int8Options.search_images
     parity_scenes: int = PARITY_SCENES
     size: tuple[int, int] | None = None
