@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ArtifactError, IcnetDeployError
-from .fileio import atomic_path, refuse_overwriting
+from .fileio import atomic_path, check_file_target, refuse_overwriting
 from .machine import library_versions
 from .manifest import Manifest, embed_manifest, manifest_path, portable_path, read_manifest, write_manifest
 from .progress import StageProgress, no_progress
@@ -125,16 +125,6 @@ def held_out_parity(reference: Any, candidate: Any, *, precision: str, mean: Seq
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
-def _check_output(output: Path) -> None:
-    if output.is_dir():
-        raise IcnetDeployError(f"{output}: is a directory; give a file name like icnet_int8.onnx")
-    for parent in output.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise IcnetDeployError(f"{output}: cannot write here: {parent} is a file, not a directory")
-            break
-
-
 def _write_onnx(output: Path, proto: Any, manifest: Manifest) -> None:
     """ONNX file (manifest embedded) and sidecar; neither is left behind if either fails."""
     embed_manifest(proto, manifest)
@@ -242,7 +232,7 @@ def build_engine(model: str | Path, output: str | Path, options: BuildOptions | 
     if opts.backend == "tensorrt" and opts.precision == "int8" and int8.target != "tensorrt":
         raise IcnetDeployError("TensorRT needs symmetric int8 activations: use target 'tensorrt' (the default) with backend tensorrt")
     output = Path(output)
-    _check_output(output)
+    check_file_target(output, "icnet_int8.onnx")
     refuse_overwriting([output, manifest_path(output)], [model, manifest_path(model), opts.calib_cache])
     if opts.backend == "tensorrt":
         from .backends import tensorrt as trt_backend

@@ -31,7 +31,7 @@ from .backends.torch_compiled import (
     write_engine_file,
 )
 from .errors import ArtifactError, BackendUnavailable, IcnetDeployError, ModelError, ParityError
-from .fileio import atomic_path, refuse_overwriting
+from .fileio import atomic_path, check_file_target, refuse_overwriting
 from .labels import class_names_and_palette
 from .machine import library_versions
 from .manifest import Manifest, manifest_path, portable_path, write_manifest
@@ -135,13 +135,6 @@ def _check_args(precision: str, mode: str, batch: int, height: int, width: int, 
         )
 
 
-def _check_output(output: Path) -> None:
-    if output.is_dir():
-        raise IcnetDeployError(f"{output}: is a directory; give a file name like {DEFAULT_ENGINE_NAME}")
-    if manifest_path(output).is_dir():
-        raise IcnetDeployError(f"{manifest_path(output)}: is a directory, cannot write the manifest there")
-
-
 def _parity(runner: Any, reference: Any, batches: list[np.ndarray], min_agreement: float) -> dict[str, Any]:
     """Engine vs eager fp32 on the same batches (``compare.SetStats``): worst-image agreement (raw,
     gated, and within δ logit), max/mean |Δlogit|."""
@@ -233,7 +226,7 @@ def compile_engine(
                 "a compiled torch engine reloads its weights from a checkpoint file: "
                 "pass one (this checkout ships none)"
             )
-    _check_output(output)
+    check_file_target(output, DEFAULT_ENGINE_NAME, manifest_path(output))
 
     started = time.perf_counter()
     with atomic_path(output) as tmp:  # an unwritable place fails before the compile

@@ -62,7 +62,7 @@ import numpy as np
 
 from .data.samples import verification_images
 from .errors import IcnetDeployError, ModelError, ParityError
-from .fileio import atomic_path, refuse_overwriting
+from .fileio import atomic_path, check_file_target, refuse_overwriting
 from .labels import class_names_and_palette
 from .machine import library_versions
 from .manifest import ONNX_METADATA_KEY, Manifest, embed_manifest, manifest_path, portable_path, write_manifest
@@ -386,18 +386,6 @@ def _resolve_model(model_or_checkpoint: Any, config: Any) -> Any:
     return load_model(model_or_checkpoint, config)
 
 
-def _check_output(output: Path) -> None:
-    for parent in output.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise IcnetDeployError(f"{output}: cannot write here: {parent} is a file, not a directory")
-            break
-    if output.is_dir():
-        raise IcnetDeployError(f"{output}: is a directory; give a file name like model.onnx")
-    if manifest_path(output).is_dir():
-        raise IcnetDeployError(f"{manifest_path(output)}: is a directory, cannot write the manifest there")
-
-
 # --------------------------------------------------------------------------------------------
 # the public entry point
 # --------------------------------------------------------------------------------------------
@@ -473,7 +461,7 @@ def export(
     for h, w in opts.verify_sizes or ():
         if h < MIN_SIZE or w < MIN_SIZE:
             raise IcnetDeployError(f"verification size {h}×{w} is below the minimum {MIN_SIZE}×{MIN_SIZE}")
-    _check_output(output)
+    check_file_target(output, "model.onnx", manifest_path(output))
     if isinstance(model_or_checkpoint, (str, Path)):
         refuse_overwriting([output, manifest_path(output)], [model_or_checkpoint])
 

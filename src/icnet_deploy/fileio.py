@@ -19,6 +19,7 @@ from pathlib import Path
 from .errors import IcnetDeployError
 
 __all__ = [
+    "check_file_target",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
@@ -46,6 +47,20 @@ def ensure_parent(target: str | Path) -> Path:
     except OSError as exc:
         raise IcnetDeployError(f"{target}: cannot write here: {_reason(exc)}") from None
     return target
+
+
+def check_file_target(output: Path, example: str, sidecar: Path | None = None) -> None:
+    """Refuse, before any slow work, an output that cannot become a file: a folder (``example`` names a
+    file to give instead), a path under a file, or a ``sidecar`` (its manifest) that is a folder."""
+    for parent in output.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise IcnetDeployError(f"{output}: cannot write here: {parent} is a file, not a directory")
+            break
+    if output.is_dir():
+        raise IcnetDeployError(f"{output}: is a directory; give a file name like {example}")
+    if sidecar is not None and sidecar.is_dir():
+        raise IcnetDeployError(f"{sidecar}: is a directory, cannot write the manifest there")
 
 
 @contextlib.contextmanager
